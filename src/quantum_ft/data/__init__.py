@@ -1,0 +1,6 @@
+"""Records -> chat messages -> token ids with label masks -> batches."""
+
+from quantum_ft.data.datamodule import SFTDataModule
+from quantum_ft.data.formats import DataFormatError
+
+__all__ = ["DataFormatError", "SFTDataModule"]

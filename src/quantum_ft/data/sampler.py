@@ -1,0 +1,60 @@
+"""A batch sampler that shuffles per epoch from a seed, shards across ranks, and can skip the batches a
+resumed run already trained on, so an interrupted and resumed run sees exactly the batches an uninterrupted
+one would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class ResumableBatchSampler(Sampler[list[int]]):
+    def __init__(
+        self, num_samples: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1,
+        drop_last: bool = False,
+    ) -> None:
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.drop_last = drop_last
+        self.epoch = 0
+        self._skip: tuple[int, int] | None = None  # (epoch, batches to skip)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this at the start of every epoch."""
+        self.epoch = epoch
+
+    def skip_once(self, epoch: int, batches: int) -> None:
+        """The next iteration over `epoch` starts after `batches` batches."""
+        self._skip = (epoch, batches)
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.num_samples, generator=g).tolist()
+        else:
+            order = list(range(self.num_samples))
+        per_rank = self.num_samples // self.world_size  # equal shards: every rank steps the same number of times
+        return order[self.rank * per_rank : (self.rank + 1) * per_rank]
+
+    def _batches(self) -> list[list[int]]:
+        idx = self._indices()
+        batches = [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        if self._skip is not None and self._skip[0] == self.epoch:
+            batches = batches[self._skip[1]:]
+        self._skip = None
+        yield from batches
+
+    def __len__(self) -> int:
+        return len(self._batches())

@@ -1,0 +1,79 @@
+"""The interface every model source implements, and the loading options they share."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelUnavailableError(RuntimeError):
+    """A configured model cannot be loaded here (not cached offline, missing package, bad path)."""
+
+
+def cache_root() -> Path:
+    """Where converted models and tokenised data live: $QUANTUM_FT_CACHE, else ~/.cache/quantum_ft."""
+    root = os.environ.get("QUANTUM_FT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    path = Path(root) if os.environ.get("QUANTUM_FT_CACHE") else Path(root) / "quantum_ft"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"Unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}.")
+    return DTYPES[dtype]
+
+
+class ModelSource(ABC):
+    """Knows where a model's weights and tokenizer come from; `describe()` is what artifacts record."""
+
+    name: str
+    dtype: str = "float32"
+
+    @abstractmethod
+    def load_tokenizer(self) -> PreTrainedTokenizerBase: ...
+
+    @abstractmethod
+    def load_model(self, quantization_config: Any | None = None) -> PreTrainedModel:
+        """The base model, optionally quantised on load (QLoRA)."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able reference to the base model, written into every final artifact."""
+        return {"name": self.name, "dtype": self.dtype, "class": f"{type(self).__module__}.{type(self).__qualname__}"}
+
+
+class PretrainedSource(ModelSource):
+    """A model that `from_pretrained` reads from a directory or hub id."""
+
+    @abstractmethod
+    def pretrained_dir(self) -> str:
+        """A directory (or hub id) that `from_pretrained` reads; converted/cached first if needed."""
+
+    def from_pretrained_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def load_model(self, quantization_config: Any | None = None) -> PreTrainedModel:
+        from transformers import AutoModelForCausalLM
+
+        kwargs = dict(self.from_pretrained_kwargs())
+        kwargs["dtype"] = resolve_dtype(self.dtype)
+        if quantization_config is not None:
+            kwargs["quantization_config"] = quantization_config
+        return AutoModelForCausalLM.from_pretrained(self.pretrained_dir(), **kwargs)
+
+
+def finish_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Training pads on the right, generation pads on the left; both need a pad token."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer

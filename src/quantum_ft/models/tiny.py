@@ -1,0 +1,76 @@
+"""A small random Llama-architecture model with the real SmolLM2 tokenizer: fast enough for tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+
+from quantum_ft.models.base import ModelSource, resolve_dtype
+from quantum_ft.models.bundled import BundledGGUFModel
+
+
+class TinyRandomModel(ModelSource):
+    def __init__(
+        self,
+        tokenizer_source: BundledGGUFModel,
+        name: str = "tiny-llama",
+        hidden_size: int = 64,
+        intermediate_size: int = 128,
+        num_hidden_layers: int = 2,
+        num_attention_heads: int = 4,
+        num_key_value_heads: int = 2,
+        max_position_embeddings: int = 2048,
+        seed: int = 0,
+        dtype: str = "float32",
+    ) -> None:
+        self.dtype = dtype
+        self.name = name
+        self.tokenizer_source = tokenizer_source
+        self.arch = dict(
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,
+            num_hidden_layers=num_hidden_layers,
+            num_attention_heads=num_attention_heads,
+            num_key_value_heads=num_key_value_heads,
+            max_position_embeddings=max_position_embeddings,
+        )
+        self.seed = seed
+
+    def load_tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.tokenizer_source.load_tokenizer()
+
+    def config(self) -> LlamaConfig:
+        tok = self.load_tokenizer()
+        return LlamaConfig(
+            vocab_size=len(tok),
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            tie_word_embeddings=True,
+            **self.arch,
+        )
+
+    def load_model(self, quantization_config: Any | None = None) -> PreTrainedModel:
+        """Same seed, same weights: the base reference in an artifact is enough to rebuild it."""
+        config = self.config()
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            model = LlamaForCausalLM(config)
+        model = model.to(resolve_dtype(self.dtype))
+        if quantization_config is not None:
+            # bitsandbytes quantises on load: round-trip through a temporary directory.
+            import tempfile
+
+            from transformers import AutoModelForCausalLM
+
+            with tempfile.TemporaryDirectory() as tmp:
+                model.save_pretrained(tmp)
+                model = AutoModelForCausalLM.from_pretrained(
+                    tmp, quantization_config=quantization_config, dtype=resolve_dtype(self.dtype)
+                )
+        return model
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "seed": self.seed, **self.arch}

@@ -1,0 +1,115 @@
+"""Supervised fine-tuning: next-token cross-entropy on the assistant tokens of chat data."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from quantum_ft.stages.schedules import lr_lambda
+
+
+class SFTModule(L.LightningModule):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: str = "cosine",
+        warmup_steps: int = 0,
+        warmup_ratio: float = 0.0,
+        min_lr_ratio: float = 0.0,
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.optimizer_factory = optimizer
+        self.scheduler = scheduler
+        self.warmup_steps, self.warmup_ratio, self.min_lr_ratio = warmup_steps, warmup_ratio, min_lr_ratio
+        # Checkpoints hold only trained tensors, so loading one must not demand the frozen base.
+        self.strict_loading = False
+        self._rng_to_restore: dict[str, Any] | None = None
+        self._step_started = 0.0
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.config.use_cache = False
+
+    # ---------------------------------------------------------------- steps
+    def forward(self, **batch: torch.Tensor) -> Any:
+        return self.model(**batch)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.model(**batch).loss
+        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.model(**batch).loss
+        targets = int((batch["labels"][:, 1:] != -100).sum())
+        # weighted by target tokens, so val/loss is the mean per-token loss over the whole split
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=max(targets, 1), sync_dist=True)
+        return loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        elapsed = time.perf_counter() - self._step_started
+        tokens = float(batch["attention_mask"].sum())
+        self.log("train/tokens_per_s", tokens / max(elapsed, 1e-9), on_step=True, batch_size=1)
+
+    # ---------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("The adapter left no trainable parameter: check `adapter.target_modules`.")
+        optimizer = self.optimizer_factory(params)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = self.warmup_steps or int(self.warmup_ratio * total)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_lambda(self.scheduler, warmup, total, self.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # ---------------------------------------------------------------- checkpoints
+    def trainable_keys(self) -> set[str]:
+        return {f"model.{name}" for name, p in self.model.named_parameters() if p.requires_grad}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only trained tensors (a LoRA checkpoint is megabytes, not the whole base) and the RNG
+        streams, so a resumed run draws the same dropout masks as an uninterrupted one."""
+        keys = self.trainable_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keys}
+        checkpoint["rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved, expected = set(checkpoint["state_dict"]), self.trainable_keys()
+        if saved != expected:
+            missing, unexpected = sorted(expected - saved)[:3], sorted(saved - expected)[:3]
+            raise ValueError(
+                "The checkpoint does not hold this run's trainable tensors (was it written with another adapter "
+                f"or model?). Missing e.g. {missing}; unexpected e.g. {unexpected}."
+            )
+        self._rng_to_restore = checkpoint.get("rng")
+
+    def on_train_start(self) -> None:
+        if self._rng_to_restore is None:
+            return
+        rng, self._rng_to_restore = self._rng_to_restore, None
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])

@@ -1,0 +1,106 @@
+"""`python -m quantum_ft.train`: compose a config, build everything from it, fine-tune, write the artifact.
+
+The Hydra entry point is thin; `train(cfg)` is a plain function the tests call with a composed config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from quantum_ft.adapters.base import Adapter, count_parameters
+from quantum_ft.models.base import ModelSource
+from quantum_ft.utils.artifact import save_artifact
+from quantum_ft.utils.checkpoint_io import AtomicCheckpointIO
+from quantum_ft.utils.config import check_cuda_requirements, conf_dir, resolve_ckpt_path
+from quantum_ft.utils.plots import plot_losses
+
+log = logging.getLogger("quantum_ft")
+
+
+def instantiate_dict(section: DictConfig | None, **kwargs: Any) -> list[Any]:
+    """Instantiate every `_target_` entry of a config section (callbacks, loggers), skipping nulls."""
+    if not section:
+        return []
+    return [instantiate(c, **kwargs) for c in section.values() if c is not None and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fine-tune as configured; returns the final metrics (val/loss before and after, and the trainer's)."""
+    check_cuda_requirements(cfg)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out)
+    L.seed_everything(cfg.seed, workers=True)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+
+    started = time.perf_counter()
+    source: ModelSource = instantiate(cfg.model)
+    adapter: Adapter = instantiate(cfg.adapter)
+    tokenizer = source.load_tokenizer()
+    datamodule = instantiate(cfg.data, tokenizer=tokenizer)
+    datamodule.setup("fit")
+    log.info("Data:\n%s", datamodule.stats.table())
+    model = adapter.apply(source.load_model(quantization_config=adapter.quantization_config()))
+    trainable, total = count_parameters(model)
+    log.info("Model %s + adapter %s: %s trainable of %s parameters (%.4f%%), loaded in %.1f s",
+             source.name, adapter.name, f"{trainable:,}", f"{total:,}", 100 * trainable / total,
+             time.perf_counter() - started)
+    module = instantiate(cfg.stage, model=model, tokenizer=tokenizer, optimizer=instantiate(cfg.optimizer))
+
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")), logger=instantiate_dict(cfg.get("logger")),
+        plugins=[AtomicCheckpointIO()],
+    )
+    metrics: dict[str, float] = {}
+    if cfg.get("validate_before") and ckpt_path is None:
+        metrics["val/loss_before"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
+    if ckpt_path:
+        log.info("Resuming from %s", ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    if cfg.get("validate_after"):
+        metrics["val/loss_after"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
+
+    if trainer.is_global_zero:
+        artifact = save_artifact(out / "artifact", cfg, source, adapter, module.model, tokenizer)
+        plot = plot_losses(out / "csv", out / "loss_curve.png", title=f"{source.name} + {adapter.name}")
+        metrics["wall_time_s"] = time.perf_counter() - started
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        _report(out, artifact, plot, metrics)
+    return metrics
+
+
+def _report(out: Path, artifact: Path, plot: Path | None, metrics: dict[str, float]) -> None:
+    before, after = metrics.get("val/loss_before"), metrics.get("val/loss_after")
+    lines = ["", "=" * 72]
+    if before is not None and after is not None:
+        lines.append(f"val/loss before training: {before:.4f}   after: {after:.4f}   ({after - before:+.4f})")
+    lines += [
+        f"outputs:     {out}",
+        f"  artifact:  {artifact}   (PeftModel.from_pretrained / python -m quantum_ft.chat {out})",
+        f"  ckpts:     {out / 'checkpoints'}",
+        f"  logs:      {out / 'csv'} (CSV), {out / 'tensorboard'} (TensorBoard)",
+    ]
+    if plot:
+        lines.append(f"  plot:      {plot}")
+    lines.append("=" * 72)
+    print("\n".join(lines), flush=True)
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    return metrics.get(cfg.get("optimized_metric") or "val/loss_after")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Where the configs live, the project's OmegaConf resolvers, and checks that run before anything loads."""
+
+from __future__ import annotations
+
+import os
+from importlib.resources import files
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+
+def conf_dir() -> Path:
+    """Absolute path of conf/ (a path relative to a module breaks console-script entry points)."""
+    if os.environ.get("QUANTUM_FT_CONF_DIR"):
+        return Path(os.environ["QUANTUM_FT_CONF_DIR"]).resolve()
+    return Path(__file__).resolve().parents[3] / "conf"
+
+
+def resource(name: str) -> str:
+    """Path of a file vendored in quantum_ft/resources (datasets; see SOURCES.md there)."""
+    return str(files("quantum_ft") / "resources" / name)
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("qft.resource"):
+        OmegaConf.register_new_resolver("qft.resource", resource)
+
+
+register_resolvers()
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run here, with what to change."""
+
+
+def check_cuda_requirements(cfg: DictConfig) -> None:
+    """Refuse CUDA-only options on a machine without CUDA before minutes go into loading a model."""
+    if torch.cuda.is_available():
+        return
+    problems = []
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in {"gpu", "cuda"}:
+        problems.append(f"trainer.accelerator={accelerator} (use trainer.accelerator=cpu)")
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    if precision in {"16-mixed", "16", "16-true"}:
+        problems.append(f"trainer.precision={precision} (fp16 autocast needs CUDA; use bf16-mixed or 32-true)")
+    target = str(cfg.optimizer.get("_target_", ""))
+    if "bitsandbytes" in target:
+        problems.append(f"optimizer={target.rsplit('.', 1)[-1]} (bitsandbytes optimisers need CUDA; use optimizer=adamw)")
+    if problems:
+        raise ConfigError("These options need an NVIDIA GPU, and CUDA is not available here:\n  - " + "\n  - ".join(problems))
+
+
+def resolve_ckpt_path(setting: str | None, output_dir: Path) -> str | None:
+    """`auto`: resume from <output_dir>/checkpoints/last.ckpt when it exists; `last`: the same, but it must
+    exist; a path: that file, which must exist; null: start fresh."""
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if setting in (None, "null", "none"):
+        return None
+    if setting == "auto":
+        return str(last) if last.is_file() else None
+    path = last if setting == "last" else Path(setting).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"ckpt_path={setting} points at nothing: {path} does not exist. Give the path of a .ckpt file, "
+            "or run with the same hydra.run.dir as the run to resume (ckpt_path=last), or drop ckpt_path."
+        )
+    return str(path)

@@ -1,0 +1,46 @@
+"""The loss-curve PNG written at the end of every run."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_metric_series(csv_root: Path, name: str) -> list[tuple[int, float]]:
+    """(step, value) pairs of one metric across every CSVLogger version under `csv_root` (a resumed run
+    writes a new version); where versions overlap, the later one wins."""
+    series: dict[int, float] = {}
+    versions = sorted(csv_root.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+    for path in versions:
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                if row.get(name) not in (None, ""):
+                    series[int(row["step"])] = float(row[name])
+    return sorted(series.items())
+
+
+def plot_losses(csv_root: Path, out_png: Path, title: str = "") -> Path | None:
+    train = read_metric_series(csv_root, "train/loss")
+    val = read_metric_series(csv_root, "val/loss")
+    if not train and not val:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    if train:
+        ax.plot(*zip(*train), label="train/loss", alpha=0.8)
+    if val:
+        ax.plot(*zip(*val), "o-", label="val/loss")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)
+    return out_png
