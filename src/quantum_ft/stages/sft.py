@@ -28,7 +28,9 @@ class SFTModule(L.LightningModule):
         gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
-        self.model = model
+        # from_pretrained returns eval mode and Lightning keeps a module's mode: without this, dropout
+        # (LoRA's included) would be silently off during training.
+        self.model = model.train()
         self.tokenizer = tokenizer
         self.optimizer_factory = optimizer
         self.scheduler = scheduler
@@ -87,12 +89,7 @@ class SFTModule(L.LightningModule):
         streams, so a resumed run draws the same dropout masks as an uninterrupted one."""
         keys = self.trainable_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keys}
-        checkpoint["rng"] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy": np.random.get_state(),
-            "python": random.getstate(),
-        }
+        checkpoint["rng"] = rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved, expected = set(checkpoint["state_dict"]), self.trainable_keys()
@@ -107,9 +104,25 @@ class SFTModule(L.LightningModule):
     def on_train_start(self) -> None:
         if self._rng_to_restore is None:
             return
-        rng, self._rng_to_restore = self._rng_to_restore, None
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
+        set_rng_state(self._rng_to_restore)
+        self._rng_to_restore = None
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG stream, as tensors and plain values (Lightning loads checkpoints with weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])

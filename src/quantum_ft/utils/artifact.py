@@ -52,13 +52,14 @@ def find_artifact(path: str | Path) -> Path:
     )
 
 
-def load_trained(artifact: str | Path) -> tuple[torch.nn.Module, Any, Adapter, DictConfig]:
-    """(trained model, tokenizer, adapter, config) rebuilt from an artifact directory."""
+def load_trained(artifact: str | Path, quantized: bool = True) -> tuple[torch.nn.Module, Any, Adapter, DictConfig]:
+    """(trained model, tokenizer, adapter, config) rebuilt from an artifact directory. `quantized=False`
+    loads a QLoRA run's base in full precision (for merging)."""
     directory = find_artifact(artifact)
     cfg = OmegaConf.load(directory / CONFIG_FILE)
     source: ModelSource = instantiate(cfg.model)
     adapter: Adapter = instantiate(cfg.adapter)
-    base = source.load_model(quantization_config=adapter.quantization_config())
+    base = source.load_model(quantization_config=adapter.quantization_config() if quantized else None)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(directory)

@@ -1,0 +1,79 @@
+"""Every config file composes, resolves and names real classes; unknown options list the choices."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import MissingConfigException
+from hydra.utils import get_class, get_method
+from omegaconf import OmegaConf
+
+from quantum_ft.utils.config import conf_dir
+
+from .conftest import compose_train
+
+GROUPS = ["model", "adapter", "stage", "optimizer", "data", "cluster", "trainer", "logger", "callbacks", "debug"]
+DATA_NEEDS = {"files": ["data.datasets=[{path: x.json}]"], "hub": ["data.datasets=[{name: x}]"]}
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def assert_targets_importable(node) -> None:
+    if OmegaConf.is_dict(node):
+        if "_target_" in node:
+            target = node["_target_"]
+            try:
+                get_class(target)
+            except Exception:
+                get_method(target)
+        for key in node:
+            if key != "hydra":
+                assert_targets_importable(node[key])
+    elif OmegaConf.is_list(node):
+        for item in node:
+            assert_targets_importable(item)
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes(group: str, option: str) -> None:
+    cfg = compose_train([f"{group}={option}", *DATA_NEEDS.get(option, [])] if group == "data" else [f"{group}={option}"])
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    assert_targets_importable(cfg)
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_composes(name: str) -> None:
+    cfg = compose_train([f"+experiment={name}"])
+    OmegaConf.resolve(cfg)
+    assert_targets_importable(cfg)
+    assert cfg.task_name == name
+
+
+def test_no_experiment_entry_in_defaults() -> None:
+    """`+experiment=NAME` works only while the primary config does not list `experiment`."""
+    text = (conf_dir() / "train.yaml").read_text()
+    assert "experiment" not in OmegaConf.create(text).get("defaults", [])
+
+
+def test_seed_settings_survive_composition() -> None:
+    qwen = compose_train(["+experiment=qwen_lora"])
+    assert (qwen.data.cutoff_len, qwen.data.batch_size, qwen.trainer.accumulate_grad_batches) == (1024, 1, 8)
+    assert (qwen.optimizer.lr, qwen.stage.warmup_steps, qwen.trainer.max_epochs) == (5e-5, 20, 3)
+    assert list(qwen.adapter.target_modules) == ["q_proj", "v_proj"]
+    llama = compose_train(["+experiment=llama_qlora"])
+    assert (llama.adapter.r, llama.adapter.alpha, llama.adapter.dropout) == (16, 32, 0.05)
+    assert len(llama.adapter.target_modules) == 7 and llama.stage.warmup_ratio == 0.03
+    assert llama.optimizer._target_.endswith("PagedAdamW8bit") and llama.stage.gradient_checkpointing
+
+
+def test_unknown_option_lists_the_choices() -> None:
+    with pytest.raises(MissingConfigException) as err:
+        compose_train(["adapter=lorra"])
+    message = str(err.value)
+    assert "lorra" in message and "lora" in message and "qlora" in message
+
+
+def test_cluster_geometry_feeds_the_trainer() -> None:
+    cfg = compose_train(["cluster.devices=2", "cluster.num_nodes=3"])
+    assert (cfg.trainer.devices, cfg.trainer.num_nodes) == (2, 3)
