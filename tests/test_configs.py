@@ -11,7 +11,18 @@ from quantum_ft.utils.config import conf_dir
 
 from .conftest import compose_train
 
-GROUPS = ["model", "adapter", "stage", "optimizer", "data", "cluster", "trainer", "logger", "callbacks", "debug"]
+GROUPS = [
+    "model",
+    "adapter",
+    "stage",
+    "optimizer",
+    "data",
+    "cluster",
+    "trainer",
+    "logger",
+    "callbacks",
+    "debug",
+]
 DATA_NEEDS = {"files": ["data.datasets=[{path: x.json}]"], "hub": ["data.datasets=[{name: x}]"]}
 
 
@@ -37,7 +48,9 @@ def assert_targets_importable(node) -> None:
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes(group: str, option: str) -> None:
-    cfg = compose_train([f"{group}={option}", *DATA_NEEDS.get(option, [])] if group == "data" else [f"{group}={option}"])
+    cfg = compose_train(
+        [f"{group}={option}", *DATA_NEEDS.get(option, [])] if group == "data" else [f"{group}={option}"]
+    )
     OmegaConf.resolve(cfg)  # every interpolation resolves
     assert_targets_importable(cfg)
 

@@ -44,11 +44,15 @@ def test_alpaca_golden(smol_tokenizer) -> None:
 
 
 def test_sharegpt_multi_turn_golden(smol_tokenizer) -> None:
-    record = {"conversations": [
-        {"from": "system", "value": "Be terse."},
-        {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"},
-        {"from": "human", "value": "How are you?"}, {"from": "gpt", "value": "Fine."},
-    ]}
+    record = {
+        "conversations": [
+            {"from": "system", "value": "Be terse."},
+            {"from": "human", "value": "Hi"},
+            {"from": "gpt", "value": "Hello!"},
+            {"from": "human", "value": "How are you?"},
+            {"from": "gpt", "value": "Fine."},
+        ]
+    }
     enc = encode_conversation(smol_tokenizer, to_messages(record), cutoff_len=512)
     assert smol_tokenizer.decode(enc.input_ids) == (
         "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"

@@ -39,12 +39,22 @@ def test_each_adapter_trains_a_few_steps(tiny_cfg, tmp_path: Path, adapter: str)
 def test_resumed_run_logs_the_same_losses(tiny_cfg, tmp_path: Path) -> None:
     """Crash after step 7 (checkpoints every 2 steps), resume from step 6, cross an epoch boundary, finish:
     the per-step losses in the CSV logs equal those of an uninterrupted run."""
-    common = ["trainer.max_steps=14", "data.max_samples=28", "data.batch_size=2",
-              "callbacks.model_checkpoint.every_n_train_steps=2", "adapter.dropout=0.2", "trainer.val_check_interval=5"]
+    common = [
+        "trainer.max_steps=14",
+        "data.max_samples=28",
+        "data.batch_size=2",
+        "callbacks.model_checkpoint.every_n_train_steps=2",
+        "adapter.dropout=0.2",
+        "trainer.val_check_interval=5",
+    ]
     straight = tiny_cfg(*common, output_dir=tmp_path / "straight")
     train(straight)
-    crashing = tiny_cfg(*common, "+callbacks.crash._target_=tests.helpers.InterruptAfterStep",
-                        "+callbacks.crash.step=7", output_dir=tmp_path / "resumed")
+    crashing = tiny_cfg(
+        *common,
+        "+callbacks.crash._target_=tests.helpers.InterruptAfterStep",
+        "+callbacks.crash.step=7",
+        output_dir=tmp_path / "resumed",
+    )
     with pytest.raises(Interrupt):
         train(crashing)
     assert torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=False)["global_step"] == 6
@@ -111,7 +121,9 @@ def test_ckpt_path_pointing_at_nothing(tiny_cfg, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on machines without CUDA")
-@pytest.mark.parametrize("override", ["optimizer=paged_adamw_8bit", "trainer.precision=16-mixed", "trainer.accelerator=gpu"])
+@pytest.mark.parametrize(
+    "override", ["optimizer=paged_adamw_8bit", "trainer.precision=16-mixed", "trainer.accelerator=gpu"]
+)
 def test_cuda_only_options_are_refused_without_cuda(tiny_cfg, override: str) -> None:
     with pytest.raises(ConfigError, match="CUDA is not available"):
         train(tiny_cfg(override))

@@ -29,10 +29,13 @@ def reply(model, tokenizer, messages: list[dict[str, str]], max_new_tokens: int,
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(next(model.parameters()).device)
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
     out = model.generate(
-        **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+        **enc,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
         streamer=streamer,
     )
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,8 +55,15 @@ def main(argv: list[str] | None = None) -> None:
     history = [{"role": "system", "content": args.system}] if args.system else []
 
     if args.prompt is not None:
-        print(reply(model, tokenizer, [*history, {"role": "user", "content": args.prompt}], args.max_new_tokens,
-                    stream=False))
+        print(
+            reply(
+                model,
+                tokenizer,
+                [*history, {"role": "user", "content": args.prompt}],
+                args.max_new_tokens,
+                stream=False,
+            )
+        )
         return
     print("Chat (/reset clears history, /exit quits)")
     while True:

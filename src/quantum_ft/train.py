@@ -51,13 +51,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("Data:\n%s", datamodule.stats.table())
     model = adapter.apply(source.load_model(quantization_config=adapter.quantization_config()))
     trainable, total = count_parameters(model)
-    log.info("Model %s + adapter %s: %s trainable of %s parameters (%.4f%%), loaded in %.1f s",
-             source.name, adapter.name, f"{trainable:,}", f"{total:,}", 100 * trainable / total,
-             time.perf_counter() - started)
+    log.info(
+        "Model %s + adapter %s: %s trainable of %s parameters (%.4f%%), loaded in %.1f s",
+        source.name,
+        adapter.name,
+        f"{trainable:,}",
+        f"{total:,}",
+        100 * trainable / total,
+        time.perf_counter() - started,
+    )
     module = instantiate(cfg.stage, model=model, tokenizer=tokenizer, optimizer=instantiate(cfg.optimizer))
 
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")), logger=instantiate_dict(cfg.get("logger")),
+        cfg.trainer,
+        callbacks=instantiate_dict(cfg.get("callbacks")),
+        logger=instantiate_dict(cfg.get("logger")),
         plugins=[AtomicCheckpointIO()],
     )
     metrics: dict[str, float] = {}

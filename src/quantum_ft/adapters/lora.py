@@ -51,8 +51,13 @@ class LoraAdapter(PeftAdapter):
 
     def peft_config(self) -> LoraConfig:
         return LoraConfig(
-            task_type="CAUSAL_LM", r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-            target_modules=self.target_modules, bias=self.bias, modules_to_save=self.modules_to_save,
+            task_type="CAUSAL_LM",
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules,
+            bias=self.bias,
+            modules_to_save=self.modules_to_save,
         )
 
 
@@ -78,8 +83,10 @@ class QLoraAdapter(LoraAdapter):
         from transformers import BitsAndBytesConfig
 
         return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=self.quant_type,
-            bnb_4bit_use_double_quant=self.double_quant, bnb_4bit_compute_dtype=self.compute_dtype,
+            load_in_4bit=True,
+            bnb_4bit_quant_type=self.quant_type,
+            bnb_4bit_use_double_quant=self.double_quant,
+            bnb_4bit_compute_dtype=self.compute_dtype,
         )
 
     def apply(self, model: PreTrainedModel) -> torch.nn.Module:

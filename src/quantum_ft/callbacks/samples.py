@@ -28,11 +28,9 @@ def generate_replies(model: torch.nn.Module, tokenizer, prompts: list[str], max_
     enc = {k: v.to(device) for k, v in enc.items()}
     was_training = model.training
     model.eval()
-    out = model.generate(
-        **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-    )
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     model.train(was_training)
-    return [tokenizer.decode(row[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for row in out]
+    return [tokenizer.decode(row[enc["input_ids"].shape[1] :], skip_special_tokens=True).strip() for row in out]
 
 
 class SampleGenerations(L.Callback):

@@ -144,9 +144,7 @@ class SFTDataModule(L.LightningDataModule):
             stats.records[spec.label] = len(messages)
             conversations += _weighted(messages, spec.weight, rng)
         if not conversations:
-            raise DataFormatError(
-                f"No usable record in {[s.label for s in self.specs]}: every dataset is empty."
-            )
+            raise DataFormatError(f"No usable record in {[s.label for s in self.specs]}: every dataset is empty.")
         rng.shuffle(conversations)
         encoded = []
         for messages in conversations:
@@ -176,7 +174,11 @@ class SFTDataModule(L.LightningDataModule):
         if stats.truncated:
             log.warning(
                 "%d of %d samples were longer than cutoff_len=%d and were truncated (%d lost every answer token "
-                "and were dropped).", stats.truncated, len(conversations), self.cutoff_len, stats.dropped_no_target,
+                "and were dropped).",
+                stats.truncated,
+                len(conversations),
+                self.cutoff_len,
+                stats.dropped_no_target,
             )
         return train, val, stats
 
@@ -188,9 +190,17 @@ class SFTDataModule(L.LightningDataModule):
             {
                 "v": 1,
                 "datasets": [(asdict(s), s.fingerprint()) for s in self.specs],
-                "tokenizer": [tok.name_or_path, len(tok), hashlib.sha256(str(tok.chat_template).encode()).hexdigest()],
-                "cutoff_len": self.cutoff_len, "max_samples": self.max_samples, "val_size": self.val_size,
-                "train_on_inputs": self.train_on_inputs, "packing": self.packing, "seed": self.seed,
+                "tokenizer": [
+                    tok.name_or_path,
+                    len(tok),
+                    hashlib.sha256(str(tok.chat_template).encode()).hexdigest(),
+                ],
+                "cutoff_len": self.cutoff_len,
+                "max_samples": self.max_samples,
+                "val_size": self.val_size,
+                "train_on_inputs": self.train_on_inputs,
+                "packing": self.packing,
+                "seed": self.seed,
             },
             sort_keys=True,
         )
@@ -210,14 +220,22 @@ class SFTDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = ResumableBatchSampler(
-            len(self.val_set), self.eval_batch_size, shuffle=False, seed=self.seed, rank=rank, world_size=world
+            len(self.val_set),
+            self.eval_batch_size,
+            shuffle=False,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
         )
         return self._loader(self.val_set, sampler)
 
     def _loader(self, data: list[Encoded], sampler: ResumableBatchSampler) -> DataLoader:
         return DataLoader(
-            data, batch_sampler=sampler, collate_fn=Collator(self.tokenizer.pad_token_id),
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            data,
+            batch_sampler=sampler,
+            collate_fn=Collator(self.tokenizer.pad_token_id),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
         )
 
     # ---------------------------------------------------------------- resume

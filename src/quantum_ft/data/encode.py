@@ -43,8 +43,8 @@ def encode_conversation(
                 "The chat template does not render conversations incrementally (a prefix changed when a turn "
                 "was added), so assistant tokens cannot be located. Use a template that does."
             )
-        new_prompt = prompt[len(input_ids):]
-        reply = full[len(prompt):]
+        new_prompt = prompt[len(input_ids) :]
+        reply = full[len(prompt) :]
         input_ids += new_prompt + reply
         labels += (new_prompt if train_on_inputs else [IGNORE_INDEX] * len(new_prompt)) + reply
     truncated = len(input_ids) > cutoff_len

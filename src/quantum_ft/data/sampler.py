@@ -12,7 +12,13 @@ from torch.utils.data import Sampler
 
 class ResumableBatchSampler(Sampler[list[int]]):
     def __init__(
-        self, num_samples: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1,
+        self,
+        num_samples: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
         drop_last: bool = False,
     ) -> None:
         self.num_samples = num_samples
@@ -52,7 +58,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._batches()
         if self._skip is not None and self._skip[0] == self.epoch:
-            batches = batches[self._skip[1]:]
+            batches = batches[self._skip[1] :]
         self._skip = None
         yield from batches
 

@@ -48,7 +48,11 @@ class ModelSource(ABC):
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able reference to the base model, written into every final artifact."""
-        return {"name": self.name, "dtype": self.dtype, "class": f"{type(self).__module__}.{type(self).__qualname__}"}
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+        }
 
 
 class PretrainedSource(ModelSource):

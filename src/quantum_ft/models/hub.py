@@ -68,7 +68,12 @@ class HubModel(PretrainedSource):
         return finish_tokenizer(AutoTokenizer.from_pretrained(self.pretrained_dir(), **self.from_pretrained_kwargs()))
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "repo_id": self.repo_id, "revision": self.revision, "local_path": self.local_path}
+        return {
+            **super().describe(),
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "local_path": self.local_path,
+        }
 
     def _check_available(self) -> None:
         if self._checked:

@@ -47,9 +47,13 @@ def check_cuda_requirements(cfg: DictConfig) -> None:
         problems.append(f"trainer.precision={precision} (fp16 autocast needs CUDA; use bf16-mixed or 32-true)")
     target = str(cfg.optimizer.get("_target_", ""))
     if "bitsandbytes" in target:
-        problems.append(f"optimizer={target.rsplit('.', 1)[-1]} (bitsandbytes optimisers need CUDA; use optimizer=adamw)")
+        problems.append(
+            f"optimizer={target.rsplit('.', 1)[-1]} (bitsandbytes optimisers need CUDA; use optimizer=adamw)"
+        )
     if problems:
-        raise ConfigError("These options need an NVIDIA GPU, and CUDA is not available here:\n  - " + "\n  - ".join(problems))
+        raise ConfigError(
+            "These options need an NVIDIA GPU, and CUDA is not available here:\n  - " + "\n  - ".join(problems)
+        )
 
 
 def resolve_ckpt_path(setting: str | None, output_dir: Path) -> str | None:

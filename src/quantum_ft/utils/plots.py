@@ -24,6 +24,15 @@ def read_metric_series(csv_root: Path, name: str) -> list[tuple[int, float]]:
     return sorted(series.items())
 
 
+def ema(values: list[float] | tuple[float, ...], decay: float = 0.8) -> list[float]:
+    """Exponential moving average, debiased at the start (as TensorBoard's smoothing)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, start=1):
+        avg = decay * avg + (1 - decay) * v
+        out.append(avg / (1 - decay**i))
+    return out
+
+
 def plot_losses(csv_root: Path, out_png: Path, title: str = "") -> Path | None:
     train = read_metric_series(csv_root, "train/loss")
     val = read_metric_series(csv_root, "val/loss")
@@ -31,7 +40,9 @@ def plot_losses(csv_root: Path, out_png: Path, title: str = "") -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     if train:
-        ax.plot(*zip(*train), label="train/loss", alpha=0.8)
+        steps, values = zip(*train)
+        ax.plot(steps, values, color="tab:blue", alpha=0.3, label="train/loss")
+        ax.plot(steps, ema(values), color="tab:blue", label="train/loss (EMA 0.8)")
     if val:
         ax.plot(*zip(*val), "o-", label="val/loss")
     ax.set_xlabel("optimiser step")

@@ -1,0 +1,61 @@
+"""Atomic checkpoint writes, the loss-curve helpers, the W&B offline switch, the data-stats command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from quantum_ft.utils.checkpoint_io import AtomicCheckpointIO
+from quantum_ft.utils.plots import ema, read_metric_series
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path: Path, monkeypatch) -> None:
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 1}, str(path))
+
+    def crash_midway(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"\x80\x02partial")  # half a file, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "global_step": 2}, str(path))
+    monkeypatch.undo()
+    assert torch.load(path)["global_step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"], "temporary file left behind"
+
+
+def test_metric_series_merges_resumed_versions(tmp_path: Path) -> None:
+    for version, rows in {
+        0: "step,train/loss\n0,3.0\n1,2.0\n2,1.5\n",
+        1: "step,train/loss\n2,1.4\n3,1.0\n",
+    }.items():
+        (tmp_path / f"version_{version}").mkdir()
+        (tmp_path / f"version_{version}" / "metrics.csv").write_text(rows)
+    assert read_metric_series(tmp_path, "train/loss") == [(0, 3.0), (1, 2.0), (2, 1.4), (3, 1.0)]
+
+
+def test_ema_is_debiased() -> None:
+    assert ema([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
+    assert ema([0.0, 1.0], decay=0.5) == pytest.approx([0.0, 2 / 3])
+
+
+def test_wandb_is_offline_without_credentials(tmp_path: Path, monkeypatch) -> None:
+    from quantum_ft.utils.loggers import wandb_logger
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert wandb_logger(save_dir=str(tmp_path), project="t")._offline is True
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_logger(save_dir=str(tmp_path), project="t")._offline is False
+
+
+def test_data_stats_command(tiny_cfg) -> None:
+    from quantum_ft.data_stats import data_stats
+
+    stats = data_stats(tiny_cfg("data.max_samples=40", "data.val_size=4", "data.cutoff_len=64"))
+    assert stats.train_samples + stats.val_samples + stats.dropped_no_target == 40
+    assert stats.truncated > 0 and stats.max_len == 64 and stats.trained_tokens < stats.tokens
