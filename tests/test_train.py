@@ -158,3 +158,17 @@ def test_chat_one_shot_uses_the_trained_adapter(tiny_cfg, capsys) -> None:
     capsys.readouterr()
     chat([cfg.paths.output_dir, "--prompt", "Hi", "--max-new-tokens", "6"])
     assert capsys.readouterr().out.strip() == expected
+
+
+def test_bf16_accumulation_clipping_and_checkpointing(tiny_cfg) -> None:
+    cfg = tiny_cfg(
+        "trainer.precision=bf16-mixed",
+        "trainer.accumulate_grad_batches=2",
+        "trainer.gradient_clip_val=0.5",
+        "stage.gradient_checkpointing=true",
+        "trainer.max_steps=3",
+    )
+    metrics = train(cfg)
+    ckpt = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 3  # 6 batches, 2 per optimiser step
+    assert math.isfinite(metrics["val/loss_after"])

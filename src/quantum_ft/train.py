@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from quantum_ft.utils.config import check_cuda_requirements, conf_dir, resolve_c
 from quantum_ft.utils.plots import plot_losses
 
 log = logging.getLogger("quantum_ft")
+# Mid-epoch resume is exact here: SFTDataModule stores the position and its sampler skips what was trained,
+# which Lightning's check for a stateful *dataloader* does not see.
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
 def instantiate_dict(section: DictConfig | None, **kwargs: Any) -> list[Any]:
@@ -104,9 +108,20 @@ def _report(out: Path, artifact: Path, plot: Path | None, metrics: dict[str, flo
     print("\n".join(lines), flush=True)
 
 
+def close_loggers() -> None:
+    """Finish a W&B run even when training failed, so the next job of a multirun starts clean."""
+    import sys
+
+    if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+        sys.modules["wandb"].finish()
+
+
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    finally:
+        close_loggers()
     return metrics.get(cfg.get("optimized_metric") or "val/loss_after")
 
 
