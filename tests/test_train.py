@@ -16,8 +16,10 @@ from quantum_ft.utils.plots import read_metric_series
 
 from .helpers import Interrupt
 
+PREFIX = {"lora": "lora_", "qlora": "lora_", "vqc": "vqc_", "tq": "tq_", "quanta": "quanta_"}
 
-@pytest.mark.parametrize("adapter", ["none", "lora", "qlora"])
+
+@pytest.mark.parametrize("adapter", ["none", "lora", "qlora", "vqc", "tq", "quanta"])
 def test_each_adapter_trains_a_few_steps(tiny_cfg, tmp_path: Path, adapter: str) -> None:
     extra = ["adapter.compute_dtype=float32"] if adapter == "qlora" else []
     cfg = tiny_cfg(f"adapter={adapter}", "optimizer.lr=3e-3", *extra)
@@ -31,8 +33,10 @@ def test_each_adapter_trains_a_few_steps(tiny_cfg, tmp_path: Path, adapter: str)
     assert ckpt["global_step"] == 4 and "optimizer_states" in ckpt and "lr_schedulers" in ckpt
     if adapter == "none":
         assert "model.model.embed_tokens.weight" in keys
-    else:  # only what is trained: the LoRA matrices of q_proj and v_proj in 2 layers
-        assert len(keys) == 2 * 2 * 2 and all("lora_" in k for k in keys)
+    else:  # only what is trained, on q_proj and v_proj of both layers
+        assert keys and all(PREFIX[adapter] in k for k in keys)
+        assert {k.split(".layers.")[1].split(".")[0] for k in keys} == {"0", "1"}
+        assert {k.split("self_attn.")[1].split(".")[0] for k in keys} == {"q_proj", "v_proj"}
     assert len(read_metric_series(out / "csv", "train/loss")) == 4
 
 
@@ -68,14 +72,15 @@ def test_resumed_run_logs_the_same_losses(tiny_cfg, tmp_path: Path) -> None:
     assert len(list((tmp_path / "resumed/csv").glob("version_*"))) == 2
 
 
-def test_artifact_loads_with_peft_and_export_keeps_logits(tiny_cfg, tmp_path: Path) -> None:
+@pytest.mark.parametrize("adapter", ["lora", "quanta"])
+def test_artifact_loads_with_peft_and_export_keeps_logits(tiny_cfg, tmp_path: Path, adapter: str) -> None:
     from hydra.utils import instantiate
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from quantum_ft.export import export
 
-    cfg = tiny_cfg("optimizer.lr=1e-2")
+    cfg = tiny_cfg("optimizer.lr=1e-2", f"adapter={adapter}")
     train(cfg)
     out = Path(cfg.paths.output_dir)
     source = instantiate(cfg.model)
@@ -89,7 +94,7 @@ def test_artifact_loads_with_peft_and_export_keeps_logits(tiny_cfg, tmp_path: Pa
         merged_logits = merged(**ids).logits
     assert not torch.allclose(adapted_logits, base_logits, atol=1e-4), "training changed nothing"
     assert not any("lora" in n for n, _ in merged.named_parameters())
-    # folding a rank-8 fp32 update into W agrees with the unmerged adapter to float rounding
+    # folding the fp32 update into W agrees with the unmerged adapter to float rounding
     torch.testing.assert_close(merged_logits, adapted_logits, atol=1e-5, rtol=1e-5)
 
 
@@ -172,3 +177,31 @@ def test_bf16_accumulation_clipping_and_checkpointing(tiny_cfg) -> None:
     ckpt = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 3  # 6 batches, 2 per optimiser step
     assert math.isfinite(metrics["val/loss_after"])
+
+
+def test_vqc_export_is_refused_with_the_reason(tiny_cfg, tmp_path: Path) -> None:
+    from quantum_ft.export import export
+
+    cfg = tiny_cfg("adapter=vqc", "trainer.max_steps=1")
+    train(cfg)
+    with pytest.raises(TypeError, match="non-linear"):
+        export(cfg.paths.output_dir, tmp_path / "merged")
+
+
+def test_vqc_run_resumes_from_its_checkpoint(tiny_cfg, tmp_path: Path) -> None:
+    common = ["adapter=vqc", "trainer.max_steps=6", "callbacks.model_checkpoint.every_n_train_steps=2"]
+    train(tiny_cfg(*common, output_dir=tmp_path / "straight"))
+    with pytest.raises(Interrupt):
+        train(
+            tiny_cfg(
+                *common,
+                "+callbacks.crash._target_=tests.helpers.InterruptAfterStep",
+                "+callbacks.crash.step=3",
+                output_dir=tmp_path / "resumed",
+            )
+        )
+    train(tiny_cfg(*common, output_dir=tmp_path / "resumed"))
+    expected = read_metric_series(tmp_path / "straight/csv", "train/loss")
+    got = read_metric_series(tmp_path / "resumed/csv", "train/loss")
+    assert len(expected) == 6 and [s for s, _ in got] == [s for s, _ in expected]
+    torch.testing.assert_close(torch.tensor([v for _, v in got]), torch.tensor([v for _, v in expected]))

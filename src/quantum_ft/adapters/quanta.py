@@ -1,0 +1,207 @@
+"""`quanta`: quantum-informed tensor adaptation (Chen et al., NeurIPS 2024, arXiv 2406.00132).
+
+The layer width is factored as N = f_1 x ... x f_D (`per_dim_features`); the zero-padded input is reshaped
+to a D-axis tensor and every pair of axes (a, b) gets one dense "two-qudit gate" T_ab of shape
+(f_a, f_b, f_a, f_b), applied in the official order ((2,3), (1,3), (0,3), (1,2), (0,2), (0,1) for D = 4).
+With M(theta) the product of the gates, the update is
+
+    delta(x) = crop(M(theta) pad(x)) - crop(M(theta_0) pad(x))
+
+with a frozen copy theta_0 of the initial gates: exactly zero at the start (an explicit difference, not a
+merged W0 - M(theta_0), which would be zero only up to rounding), generically full rank, and mergeable
+(W += crop(M(theta) - M(theta_0))) for export.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from peft.config import PeftConfig
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_adapters_to_merge
+from torch import nn
+
+from quantum_ft.adapters.lora import PeftAdapter
+from quantum_ft.adapters.peft_registry import peft_type, register
+
+
+def gate_pairs(num_axes: int) -> list[tuple[int, int]]:
+    """Every unordered pair of axes, in the order the official implementation applies them."""
+    return [(a, b) for b in range(num_axes - 1, 0, -1) for a in range(b - 1, -1, -1)]
+
+
+def apply_gates(x: torch.Tensor, gates: list[torch.Tensor], dims: list[int]) -> torch.Tensor:
+    """M(gates) applied to rows of x [rows, prod(dims)]; each gate is (f_a f_b) x (f_a f_b) (out, in)."""
+    rows = x.shape[0]
+    t = x.reshape(rows, *dims)
+    for (a, b), gate in zip(gate_pairs(len(dims)), gates):
+        moved = t.movedim((a + 1, b + 1), (-2, -1))
+        shape = moved.shape
+        out = moved.reshape(-1, dims[a] * dims[b]) @ gate.T
+        t = out.reshape(shape).movedim((-2, -1), (a + 1, b + 1))
+    return t.reshape(rows, -1)
+
+
+def num_parameters(dims: list[int]) -> int:
+    return sum((dims[a] * dims[b]) ** 2 for a, b in gate_pairs(len(dims)))
+
+
+@dataclass
+class QuanTAConfig(PeftConfig):
+    per_dim_features: list[int] = field(default_factory=lambda: [16, 8, 4, 2], metadata={"help": "axis sizes"})
+    q_d: int | None = field(default=None, metadata={"help": "number of axes (the seed's q_d); = len(per_dim_features)"})
+    target_modules: list[str] | str | None = field(default=None, metadata={"help": "modules to adapt"})
+    modules_to_save: list[str] | None = field(default=None, metadata={"help": "extra modules to train"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.peft_type = peft_type("quanta")
+        self.per_dim_features = [int(f) for f in self.per_dim_features]
+        if isinstance(self.target_modules, list):
+            self.target_modules = set(self.target_modules)
+        if len(self.per_dim_features) < 2 or min(self.per_dim_features) < 1:
+            raise ValueError(f"quanta per_dim_features={self.per_dim_features}: need at least two factors >= 1.")
+        if self.q_d is not None and self.q_d != len(self.per_dim_features):
+            raise ValueError(
+                f"quanta q_d={self.q_d} disagrees with per_dim_features={self.per_dim_features} "
+                f"({len(self.per_dim_features)} factors); set q_d to the number of factors or leave it null."
+            )
+
+
+class QuanTALinear(nn.Module, BaseTunerLayer):
+    adapter_layer_names = ("quanta_gates",)
+    other_param_names = ("quanta_frozen", "quanta_dims")
+
+    def __init__(self, base_layer: nn.Module, adapter_name: str, config: QuanTAConfig, **kwargs: Any) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self._disable_adapters = False
+        self.merged_adapters: list[str] = []
+        self.kwargs = kwargs
+        self.quanta_gates = nn.ModuleDict()
+        self.quanta_frozen = nn.ModuleDict()  # theta_0, saved with the adapter: the update depends on it
+        self.quanta_dims: dict[str, list[int]] = {}
+        base = self.get_base_layer()
+        if not isinstance(base, nn.Linear):
+            raise TypeError(f"quanta adapts nn.Linear layers, got {type(base).__name__}.")
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, config)
+
+    def update_layer(self, adapter_name: str, config: QuanTAConfig) -> None:
+        dims = config.per_dim_features
+        width = math.prod(dims)
+        if width < max(self.in_features, self.out_features):
+            raise ValueError(
+                f"quanta per_dim_features={dims} multiply to {width}, smaller than this layer "
+                f"({self.in_features} -> {self.out_features}); choose factors whose product is >= "
+                f"{max(self.in_features, self.out_features)}."
+            )
+        weight = self.get_base_layer().weight
+        gates, frozen = nn.ParameterList(), nn.Module()
+        for i, (a, b) in enumerate(gate_pairs(len(dims))):
+            size = dims[a] * dims[b]
+            gate = torch.empty(size, size, dtype=torch.float32, device=weight.device)
+            nn.init.kaiming_uniform_(gate, a=math.sqrt(5))
+            gates.append(nn.Parameter(gate))
+            frozen.register_buffer(f"g{i}", gate.clone())
+        self.quanta_gates[adapter_name] = gates
+        self.quanta_frozen[adapter_name] = frozen
+        self.quanta_dims[adapter_name] = dims
+        self.set_adapter(self.active_adapters)
+
+    def _frozen(self, adapter_name: str) -> list[torch.Tensor]:
+        module = self.quanta_frozen[adapter_name]
+        return [getattr(module, f"g{i}") for i in range(len(self.quanta_gates[adapter_name]))]
+
+    def delta(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
+        dims = self.quanta_dims[adapter_name]
+        gates = list(self.quanta_gates[adapter_name])
+        rows = x.reshape(-1, self.in_features).to(gates[0].dtype)
+        padded = nn.functional.pad(rows, (0, math.prod(dims) - self.in_features))
+        now = apply_gates(padded, gates, dims)
+        start = apply_gates(padded, self._frozen(adapter_name), dims)
+        return (now - start)[:, : self.out_features].reshape(*x.shape[:-1], self.out_features)
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        """The dense update [out, in]: the delta map applied to the identity."""
+        gate = self.quanta_gates[adapter_name][0]
+        eye = torch.eye(self.in_features, device=gate.device, dtype=gate.dtype)
+        return self.delta(adapter_name, eye).T
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        result = self.base_layer(x, *args, **kwargs)
+        if self.disable_adapters or self.merged:
+            return result
+        for name in self.active_adapters:
+            if name in self.quanta_gates:
+                result = result + self.delta(name, x).to(result.dtype)
+        return result
+
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        for name in check_adapters_to_merge(self, adapter_names):
+            if name not in self.quanta_gates:
+                continue
+            weight = self.get_base_layer().weight
+            merged = weight.data + self.get_delta_weight(name).to(weight.dtype)
+            if safe_merge and not torch.isfinite(merged).all():
+                raise ValueError(f"NaNs in the merged weights of adapter {name}.")
+            weight.data = merged
+            self.merged_adapters.append(name)
+
+    def unmerge(self) -> None:
+        while self.merged_adapters:
+            name = self.merged_adapters.pop()
+            weight = self.get_base_layer().weight
+            weight.data = weight.data - self.get_delta_weight(name).to(weight.dtype)
+
+    def __repr__(self) -> str:
+        return "quanta." + super().__repr__()
+
+
+class QuanTAModel(BaseTuner):
+    prefix: str = "quanta_"
+    tuner_layer_cls = QuanTALinear
+    target_module_mapping: dict[str, list[str]] = {}
+
+    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key, **kwargs) -> None:
+        if isinstance(target, QuanTALinear):
+            target.update_layer(adapter_name, config)
+            return
+        new_module = QuanTALinear(target, adapter_name, config)
+        if adapter_name not in self.active_adapters:
+            new_module.requires_grad_(False)
+        self._replace_module(parent, target_name, new_module, target)
+
+
+register("quanta", QuanTAConfig, QuanTAModel)
+
+
+class QuanTAAdapter(PeftAdapter):
+    """Hydra face of the quanta PEFT method (conf/adapter/quanta.yaml)."""
+
+    name = "quanta"
+
+    def __init__(
+        self,
+        per_dim_features: list[int] = (16, 8, 4, 2),
+        q_d: int | None = None,
+        target_modules: list[str] | str = ("q_proj", "v_proj"),
+    ) -> None:
+        self.per_dim_features = list(per_dim_features)
+        self.q_d = q_d
+        self.target_modules = target_modules if isinstance(target_modules, str) else list(target_modules)
+        self.peft_config()
+
+    def peft_config(self) -> QuanTAConfig:
+        return QuanTAConfig(
+            task_type="CAUSAL_LM",
+            per_dim_features=self.per_dim_features,
+            q_d=self.q_d,
+            target_modules=self.target_modules,
+        )
+
+
+__all__ = ["QuanTAAdapter", "QuanTAConfig", "QuanTALinear", "QuanTAModel", "apply_gates", "gate_pairs"]

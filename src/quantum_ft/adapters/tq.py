@@ -1,0 +1,42 @@
+"""`tq`: the seed's torchquantum-style variant of `vqc`: the same circuit, input encoded once, circuit angles
+drawn U(-pi, pi) as torchquantum does, run on our torch engine (torchquantum itself does not support the torch
+release we pin)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from quantum_ft.adapters.peft_registry import register
+from quantum_ft.adapters.vqc import VQCAdapter, VQCConfig, VQCLinear, VQCModel
+
+
+@dataclass
+class TQConfig(VQCConfig):
+    angle_init: str = field(default="uniform_pm_pi", metadata={"help": "torchquantum's U(-pi, pi)"})
+
+    def __post_init__(self) -> None:
+        if self.reupload:
+            raise ValueError("adapter=tq encodes the input once (reupload=false); use adapter=vqc to re-upload.")
+        super().__post_init__()
+
+    @staticmethod
+    def method_name() -> str:
+        return "tq"
+
+
+class TQLinear(VQCLinear):
+    adapter_layer_names = ("tq_down", "tq_theta", "tq_up")
+    other_param_names = ("tq_settings",)
+
+
+class TQModel(VQCModel):
+    prefix: str = "tq_"
+    tuner_layer_cls = TQLinear
+
+
+register("tq", TQConfig, TQModel)
+
+
+class TQAdapter(VQCAdapter):
+    name = "tq"
+    config_cls = TQConfig
