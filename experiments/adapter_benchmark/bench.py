@@ -1,0 +1,161 @@
+"""Adapter benchmark: (1) exact circuit simulation, forward + backward, our torch engine vs PennyLane's
+default.qubit (backprop) and lightning.qubit (adjoint); (2) a training step on SmolLM2-135M with each adapter,
+as a ratio to LoRA's step, with peak memory. All ratios come from one run on one machine.
+
+    python experiments/adapter_benchmark/bench.py [--quick] [--device cpu|cuda] [--out results.json]
+
+PennyLane's cost is linear in the number of rows (lightning.qubit runs one tape per row; default.qubit
+broadcasts but keeps every intermediate state for backprop), so where 8,192 rows would take minutes or too
+much memory they are timed on fewer rows and scaled to 8,192; the table says how many rows were timed.
+Ends by printing one JSON line with the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROWS = 8192
+CIRCUITS = [(4, 2), (4, 10), (8, 2), (8, 10), (10, 2), (10, 10)]
+ADAPTERS = ["lora", "vqc", "tq", "quanta"]
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of `repeats` calls after one warm-up call."""
+    fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def circuit_case(n: int, layers: int, device: str, quick: bool) -> dict:
+    from quantum_ft.quantum.backends import make_circuit
+    from quantum_ft.quantum.vqc import VQCSpec, choose_mode
+
+    spec = VQCSpec(n, layers)
+    g = torch.Generator().manual_seed(0)
+    theta0 = torch.rand(spec.weight_shape, generator=g) * 6.28
+
+    def run(backend: str, dev: str, rows: int) -> float:
+        circuit = make_circuit(spec, backend, dev)
+        h0 = torch.randn(rows, n, generator=g)
+        if backend == "torch":
+            h0, theta = h0.to(device), theta0.to(device)
+        else:
+            theta = theta0
+
+        def step() -> None:
+            h = h0.clone().requires_grad_(True)
+            t = theta.clone().requires_grad_(True)
+            circuit(h, t).sum().backward()
+            if device == "cuda":
+                torch.cuda.synchronize()
+
+        return timed(step, 1 if backend == "pennylane" else 3)
+
+    # rows timed for PennyLane: keep each measurement to seconds and default.qubit's backprop memory < ~2 GB
+    dq_rows = min(ROWS, max(64, int(2e9 / (2**n * 8 * (4 * n + 2) * layers))))
+    lq_rows = 8 if quick else 32
+    if quick:
+        dq_rows = min(dq_rows, 512)
+    ours = run("torch", "", ROWS)
+    dq = run("pennylane", "default.qubit", dq_rows) * ROWS / dq_rows
+    lq = run("pennylane", "lightning.qubit", lq_rows) * ROWS / lq_rows
+    return {
+        "n": n, "L": layers, "mode": choose_mode(spec, ROWS), "torch_ms": 1e3 * ours,
+        "default_qubit_ms": 1e3 * dq, "default_qubit_rows_timed": dq_rows,
+        "lightning_qubit_ms": 1e3 * lq, "lightning_qubit_rows_timed": lq_rows,
+        "speedup_vs_default_qubit": dq / ours, "speedup_vs_lightning_qubit": lq / ours,
+    }
+
+
+def train_step_child(adapter: str, device: str, steps: int) -> None:
+    """Runs in a fresh process so that its peak memory is its own."""
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_train
+
+    cfg = compose_train([f"adapter={adapter}"])
+    source, adapt = instantiate(cfg.model), instantiate(cfg.adapter)
+    model = adapt.apply(source.load_model()).to(device).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 49152, (4, 256), generator=g).to(device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def step() -> None:
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    seconds = timed(step, steps)
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(json.dumps({"adapter": adapter, "step_s": seconds, "peak_mb": peak / 2**20, "trainable": trainable}))
+
+
+def train_steps(device: str, steps: int) -> list[dict]:
+    rows = []
+    root = Path(__file__).resolve().parents[2]
+    for adapter in ADAPTERS:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", adapter, "--device", device, "--steps", str(steps)],
+            capture_output=True, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, check=True,
+        )
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"  train step {adapter:7s} {rows[-1]['step_s']:.2f} s  peak {rows[-1]['peak_mb']:.0f} MB", flush=True)
+    base = rows[0]["step_s"]
+    for r in rows:
+        r["ratio_to_lora"] = r["step_s"] / base
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rows for PennyLane and fewer steps")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return train_step_child(args.child, args.device, args.steps)
+
+    info = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if args.device == "cuda" else None}
+    print(f"circuit simulation, forward + backward, {ROWS} rows, float32 ({info})", flush=True)
+    circuits = []
+    for n, layers in CIRCUITS:
+        circuits.append(circuit_case(n, layers, args.device, args.quick))
+        c = circuits[-1]
+        print(f"  n={n:2d} L={layers:2d} torch({c['mode']}) {c['torch_ms']:9.1f} ms | default.qubit {c['default_qubit_ms']:10.1f} ms"
+              f" (x{c['speedup_vs_default_qubit']:.1f}) | lightning.qubit {c['lightning_qubit_ms']:10.1f} ms"
+              f" (x{c['speedup_vs_lightning_qubit']:.1f})", flush=True)
+    steps = [] if args.skip_train else train_steps(args.device, 1 if args.quick else args.steps)
+    Path(args.out).write_text(json.dumps({"info": info, "circuits": circuits, "train_steps": steps}, indent=2))
+    summary = {
+        "speedup_vs_default_qubit_n8_L2": next(c["speedup_vs_default_qubit"] for c in circuits if (c["n"], c["L"]) == (8, 2)),
+        **{f"step_ratio_{r['adapter']}": round(r["ratio_to_lora"], 3) for r in steps if r["adapter"] != "lora"},
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
