@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -74,11 +74,40 @@ def circuit_case(n: int, layers: int, device: str, quick: bool) -> dict:
     dq = run("pennylane", "default.qubit", dq_rows) * ROWS / dq_rows
     lq = run("pennylane", "lightning.qubit", lq_rows) * ROWS / lq_rows
     return {
-        "n": n, "L": layers, "mode": choose_mode(spec, ROWS), "torch_ms": 1e3 * ours,
-        "default_qubit_ms": 1e3 * dq, "default_qubit_rows_timed": dq_rows,
-        "lightning_qubit_ms": 1e3 * lq, "lightning_qubit_rows_timed": lq_rows,
-        "speedup_vs_default_qubit": dq / ours, "speedup_vs_lightning_qubit": lq / ours,
+        "n": n,
+        "L": layers,
+        "mode": choose_mode(spec, ROWS),
+        "torch_ms": 1e3 * ours,
+        "default_qubit_ms": 1e3 * dq,
+        "default_qubit_rows_timed": dq_rows,
+        "lightning_qubit_ms": 1e3 * lq,
+        "lightning_qubit_rows_timed": lq_rows,
+        "speedup_vs_default_qubit": dq / ours,
+        "speedup_vs_lightning_qubit": lq / ours,
     }
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRSS:
+    """Highest resident memory seen while the block runs (sampled every 5 ms)."""
+
+    def __enter__(self) -> PeakRSS:
+        self.peak, self._stop = rss_bytes(), threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, rss_bytes())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def train_step_child(adapter: str, device: str, steps: int) -> None:
@@ -104,10 +133,22 @@ def train_step_child(adapter: str, device: str, steps: int) -> None:
         if device == "cuda":
             torch.cuda.synchronize()
 
-    seconds = timed(step, steps)
-    peak = torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = torch.cuda.memory_allocated() if device == "cuda" else rss_bytes()
+    with PeakRSS() as rss:
+        seconds = timed(step, steps)
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else rss.peak
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(json.dumps({"adapter": adapter, "step_s": seconds, "peak_mb": peak / 2**20, "trainable": trainable}))
+    print(
+        json.dumps(
+            {
+                "adapter": adapter,
+                "step_s": seconds,
+                "peak_mb": peak / 2**20,
+                "step_extra_mb": (peak - before) / 2**20,
+                "trainable": trainable,
+            }
+        )
+    )
 
 
 def train_steps(device: str, steps: int) -> list[dict]:
@@ -116,10 +157,19 @@ def train_steps(device: str, steps: int) -> list[dict]:
     for adapter in ADAPTERS:
         out = subprocess.run(
             [sys.executable, __file__, "--child", adapter, "--device", device, "--steps", str(steps)],
-            capture_output=True, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, check=True,
+            capture_output=True,
+            text=True,
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            check=True,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"  train step {adapter:7s} {rows[-1]['step_s']:.2f} s  peak {rows[-1]['peak_mb']:.0f} MB", flush=True)
+        r = rows[-1]
+        print(
+            f"  train step {adapter:7s} {r['step_s']:.2f} s  peak {r['peak_mb']:.0f} MB"
+            f" (+{r['step_extra_mb']:.0f} MB over the loaded model)  trainable {r['trainable']:,}",
+            flush=True,
+        )
     base = rows[0]["step_s"]
     for r in rows:
         r["ratio_to_lora"] = r["step_s"] / base
@@ -132,26 +182,35 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-circuits", action="store_true")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return train_step_child(args.child, args.device, args.steps)
 
-    info = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name() if args.device == "cuda" else None}
+    info = {
+        "device": args.device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if args.device == "cuda" else None,
+    }
     print(f"circuit simulation, forward + backward, {ROWS} rows, float32 ({info})", flush=True)
     circuits = []
-    for n, layers in CIRCUITS:
+    for n, layers in [] if args.skip_circuits else CIRCUITS:
         circuits.append(circuit_case(n, layers, args.device, args.quick))
         c = circuits[-1]
-        print(f"  n={n:2d} L={layers:2d} torch({c['mode']}) {c['torch_ms']:9.1f} ms | default.qubit {c['default_qubit_ms']:10.1f} ms"
-              f" (x{c['speedup_vs_default_qubit']:.1f}) | lightning.qubit {c['lightning_qubit_ms']:10.1f} ms"
-              f" (x{c['speedup_vs_lightning_qubit']:.1f})", flush=True)
+        print(
+            f"  n={n:2d} L={layers:2d} torch({c['mode']}) {c['torch_ms']:9.1f} ms"
+            f" | default.qubit {c['default_qubit_ms']:10.1f} ms"
+            f" (x{c['speedup_vs_default_qubit']:.1f}) | lightning.qubit {c['lightning_qubit_ms']:10.1f} ms"
+            f" (x{c['speedup_vs_lightning_qubit']:.1f})",
+            flush=True,
+        )
     steps = [] if args.skip_train else train_steps(args.device, 1 if args.quick else args.steps)
     Path(args.out).write_text(json.dumps({"info": info, "circuits": circuits, "train_steps": steps}, indent=2))
     summary = {
-        "speedup_vs_default_qubit_n8_L2": next(c["speedup_vs_default_qubit"] for c in circuits if (c["n"], c["L"]) == (8, 2)),
+        **{f"speedup_vs_default_qubit_n{c['n']}_L{c['L']}": c["speedup_vs_default_qubit"] for c in circuits},
         **{f"step_ratio_{r['adapter']}": round(r["ratio_to_lora"], 3) for r in steps if r["adapter"] != "lora"},
     }
     print(json.dumps(summary))

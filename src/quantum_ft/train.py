@@ -72,7 +72,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger=instantiate_dict(cfg.get("logger")),
         plugins=[AtomicCheckpointIO()],
     )
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = {"trainable_params": trainable, "total_params": total}
     if cfg.get("validate_before") and ckpt_path is None:
         metrics["val/loss_before"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
     if ckpt_path:
@@ -86,7 +86,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         artifact = save_artifact(out / "artifact", cfg, source, adapter, module.model, tokenizer)
         plot = plot_losses(out / "csv", out / "loss_curve.png", title=f"{source.name} + {adapter.name}")
         metrics["wall_time_s"] = time.perf_counter() - started
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (out / "metrics.json").write_text(json.dumps({"model": source.name, "adapter": adapter.name, **metrics}, indent=2))
         _report(out, artifact, plot, metrics)
     return metrics
 
