@@ -229,3 +229,33 @@ def test_vqc_cannot_be_merged_and_says_why() -> None:
     model = get_peft_model(tiny_llama(), CONFIGS["vqc"]())
     with pytest.raises(TypeError, match="non-linear"):
         model.merge_and_unload()
+
+
+def test_same_adapter_weights_same_outputs_and_grads_on_every_backend() -> None:
+    ids = torch.randint(0, 64, (2, 5))
+    results = []
+    for backend, device in [
+        ("torch", "default.qubit"),
+        ("pennylane", "default.qubit"),
+        ("pennylane", "lightning.qubit"),
+    ]:
+        config = VQCConfig(
+            n_qubits=3,
+            n_layers=2,
+            init="reference",
+            backend=backend,
+            device=device,
+            circuit_dtype="float64",
+            target_modules=["q_proj"],
+        )
+        torch.manual_seed(1)  # same adapter weights on every backend
+        model = get_peft_model(tiny_llama().double(), config)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        results.append((loss.detach(), grads))
+        model.print_trainable_parameters()
+    for loss, grads in results[1:]:
+        torch.testing.assert_close(loss, results[0][0], atol=1e-10, rtol=0)
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, results[0][1][name], atol=1e-9, rtol=0, msg=name)

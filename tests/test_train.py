@@ -205,3 +205,16 @@ def test_vqc_run_resumes_from_its_checkpoint(tiny_cfg, tmp_path: Path) -> None:
     got = read_metric_series(tmp_path / "resumed/csv", "train/loss")
     assert len(expected) == 6 and [s for s, _ in got] == [s for s, _ in expected]
     torch.testing.assert_close(torch.tensor([v for _, v in got]), torch.tensor([v for _, v in expected]))
+
+
+def test_chat_interactive_keeps_history(tiny_cfg, capsys, monkeypatch) -> None:
+    from quantum_ft.chat import main as chat
+
+    cfg = tiny_cfg("trainer.max_steps=1")
+    train(cfg)
+    lines = iter(["Hello", "/reset", "", "What now?", "/exit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    capsys.readouterr()
+    chat([cfg.paths.output_dir, "--max-new-tokens", "3"])
+    out = capsys.readouterr().out
+    assert out.startswith("Chat (") and out.count("bot> ") == 2

@@ -86,7 +86,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         artifact = save_artifact(out / "artifact", cfg, source, adapter, module.model, tokenizer)
         plot = plot_losses(out / "csv", out / "loss_curve.png", title=f"{source.name} + {adapter.name}")
         metrics["wall_time_s"] = time.perf_counter() - started
-        (out / "metrics.json").write_text(json.dumps({"model": source.name, "adapter": adapter.name, **metrics}, indent=2))
+        (out / "metrics.json").write_text(
+            json.dumps({"model": source.name, "adapter": adapter.name, **metrics}, indent=2)
+        )
         _report(out, artifact, plot, metrics)
     return metrics
 

@@ -1,6 +1,7 @@
 """`tq`: the seed's torchquantum-style variant of `vqc`: the same circuit, input encoded once, circuit angles
-drawn U(-pi, pi) as torchquantum does, run on our torch engine (torchquantum itself does not support the torch
-release we pin)."""
+drawn U(-pi, pi) as torchquantum does, run on our torch engine. torchquantum itself (0.1.8, the newest on PyPI)
+cannot be installed beside the pinned torch: it requires torchvision (no build for torch 2.13 on CPU here),
+tensorflow and qiskit < 1.0."""
 
 from __future__ import annotations
 
