@@ -8,7 +8,11 @@ loudly. Plain PEFT users must `import quantum_ft.adapters` before `PeftModel.fro
 
 from __future__ import annotations
 
+from typing import Any
+
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 from peft.utils import PeftType, register_peft_method
+from torch import nn
 
 
 def peft_type(name: str) -> PeftType:
@@ -34,3 +38,30 @@ def register(name: str, config_cls: type, model_cls: type) -> None:
     if PEFT_TYPE_TO_TUNER_MAPPING.get(member) is model_cls:
         return
     register_peft_method(name=name, config_cls=config_cls, model_cls=model_cls)
+
+
+class LinearTuner(BaseTuner):
+    """A PEFT tuner that wraps each targeted nn.Linear in `tuner_layer_cls` (shared by vqc, tq and quanta)."""
+
+    target_module_mapping: dict[str, list[str]] = {}
+
+    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key, **kwargs) -> None:
+        if isinstance(target, self.tuner_layer_cls):
+            target.update_layer(adapter_name, config)
+            return
+        new_module = self.tuner_layer_cls(target, adapter_name, config)
+        if adapter_name not in self.active_adapters:
+            new_module.requires_grad_(False)
+        self._replace_module(parent, target_name, new_module, target)
+
+
+def init_linear_layer(layer: BaseTunerLayer, base_layer: nn.Module, method: str, **kwargs: Any) -> None:
+    """The bookkeeping every BaseTunerLayer needs, and the check that it wraps a Linear."""
+    layer.base_layer = base_layer
+    layer._disable_adapters = False
+    layer.merged_adapters = []
+    layer.kwargs = kwargs
+    base = layer.get_base_layer()
+    if not isinstance(base, nn.Linear):
+        raise TypeError(f"{method} adapts nn.Linear layers, got {type(base).__name__}.")
+    layer.in_features, layer.out_features = base.in_features, base.out_features

@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 from peft.config import PeftConfig
-from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_adapters_to_merge
+from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
 
 from quantum_ft.adapters.lora import PeftAdapter
-from quantum_ft.adapters.peft_registry import peft_type, register
+from quantum_ft.adapters.peft_registry import LinearTuner, init_linear_layer, peft_type, register
 
 
 def gate_pairs(num_axes: int) -> list[tuple[int, int]]:
@@ -76,17 +76,10 @@ class QuanTALinear(nn.Module, BaseTunerLayer):
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, config: QuanTAConfig, **kwargs: Any) -> None:
         super().__init__()
-        self.base_layer = base_layer
-        self._disable_adapters = False
-        self.merged_adapters: list[str] = []
-        self.kwargs = kwargs
+        init_linear_layer(self, base_layer, "quanta", **kwargs)
         self.quanta_gates = nn.ModuleDict()
         self.quanta_frozen = nn.ModuleDict()  # theta_0, saved with the adapter: the update depends on it
         self.quanta_dims: dict[str, list[int]] = {}
-        base = self.get_base_layer()
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"quanta adapts nn.Linear layers, got {type(base).__name__}.")
-        self.in_features, self.out_features = base.in_features, base.out_features
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, config)
 
@@ -161,19 +154,9 @@ class QuanTALinear(nn.Module, BaseTunerLayer):
         return "quanta." + super().__repr__()
 
 
-class QuanTAModel(BaseTuner):
+class QuanTAModel(LinearTuner):
     prefix: str = "quanta_"
     tuner_layer_cls = QuanTALinear
-    target_module_mapping: dict[str, list[str]] = {}
-
-    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key, **kwargs) -> None:
-        if isinstance(target, QuanTALinear):
-            target.update_layer(adapter_name, config)
-            return
-        new_module = QuanTALinear(target, adapter_name, config)
-        if adapter_name not in self.active_adapters:
-            new_module.requires_grad_(False)
-        self._replace_module(parent, target_name, new_module, target)
 
 
 register("quanta", QuanTAConfig, QuanTAModel)

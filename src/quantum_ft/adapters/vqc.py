@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 from peft.config import PeftConfig
-from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 from quantum_ft.adapters.lora import PeftAdapter
-from quantum_ft.adapters.peft_registry import peft_type, register
+from quantum_ft.adapters.peft_registry import LinearTuner, init_linear_layer, peft_type, register
 from quantum_ft.models.base import resolve_dtype
 from quantum_ft.quantum.backends import BACKENDS, PENNYLANE_DEVICES, make_circuit
 from quantum_ft.quantum.vqc import MODES, VQCSpec
@@ -90,18 +90,11 @@ class VQCLinear(nn.Module, BaseTunerLayer):
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, config: VQCConfig, **kwargs: Any) -> None:
         super().__init__()
-        self.base_layer = base_layer
-        self._disable_adapters = False
-        self.merged_adapters: list[str] = []
-        self.kwargs = kwargs
+        init_linear_layer(self, base_layer, self.adapter_layer_names[0].split("_")[0], **kwargs)
         for name in self.adapter_layer_names:
             setattr(self, name, nn.ParameterDict() if name.endswith("theta") else nn.ModuleDict())
         setattr(self, self.other_param_names[0], {})
         self._circuits: dict[str, Any] = {}
-        base = self.get_base_layer()
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"{type(self).__name__} adapts nn.Linear layers, got {type(base).__name__}.")
-        self.in_features, self.out_features = base.in_features, base.out_features
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, config)
 
@@ -161,19 +154,9 @@ class VQCLinear(nn.Module, BaseTunerLayer):
         return f"{self.adapter_layer_names[0].split('_')[0]}." + super().__repr__()
 
 
-class VQCModel(BaseTuner):
+class VQCModel(LinearTuner):
     prefix: str = "vqc_"
     tuner_layer_cls = VQCLinear
-    target_module_mapping: dict[str, list[str]] = {}
-
-    def _create_and_replace(self, config, adapter_name, target, target_name, parent, current_key, **kwargs) -> None:
-        if isinstance(target, self.tuner_layer_cls):
-            target.update_layer(adapter_name, config)
-            return
-        new_module = self.tuner_layer_cls(target, adapter_name, config)
-        if adapter_name not in self.active_adapters:
-            new_module.requires_grad_(False)
-        self._replace_module(parent, target_name, new_module, target)
 
 
 register("vqc", VQCConfig, VQCModel)
