@@ -32,14 +32,23 @@ def gate_pairs(num_axes: int) -> list[tuple[int, int]]:
     return [(a, b) for b in range(num_axes - 1, 0, -1) for a in range(b - 1, -1, -1)]
 
 
-def apply_gates(x: torch.Tensor, gates: list[torch.Tensor], dims: list[int]) -> torch.Tensor:
-    """M(gates) applied to rows of x [rows, prod(dims)]; each gate is (f_a f_b) x (f_a f_b) (out, in)."""
+def apply_gates(x: torch.Tensor, gates: list[torch.Tensor], dims: list[int], keep: int | None = None) -> torch.Tensor:
+    """M(gates) applied to rows of x [rows, prod(dims)]; each gate is (f_a f_b) x (f_a f_b) (out, in).
+
+    With `keep`, only the first `keep` outputs are wanted: the last gate acts on axes (0, 1), so it computes only
+    the output rows whose axis-0 index can reach them (e.g. 9 of 16 for a 576-wide crop of 1024), and the result
+    has at least `keep` columns (crop it)."""
     rows = x.shape[0]
     t = x.reshape(rows, *dims)
-    for (a, b), gate in zip(gate_pairs(len(dims)), gates):
+    pairs = gate_pairs(len(dims))
+    for i, ((a, b), gate) in enumerate(zip(pairs, gates)):
+        if keep is not None and i == len(pairs) - 1:  # (a, b) == (0, 1)
+            needed = -(-keep // (math.prod(dims) // dims[0]))
+            gate = gate[: needed * dims[1]]
         moved = t.movedim((a + 1, b + 1), (-2, -1))
-        shape = moved.shape
+        shape = list(moved.shape)
         out = moved.reshape(-1, dims[a] * dims[b]) @ gate.T
+        shape[-2] = out.shape[-1] // dims[b]
         t = out.reshape(shape).movedim((-2, -1), (a + 1, b + 1))
     return t.reshape(rows, -1)
 
@@ -114,8 +123,8 @@ class QuanTALinear(nn.Module, BaseTunerLayer):
         gates = list(self.quanta_gates[adapter_name])
         rows = x.reshape(-1, self.in_features).to(gates[0].dtype)
         padded = nn.functional.pad(rows, (0, math.prod(dims) - self.in_features))
-        now = apply_gates(padded, gates, dims)
-        start = apply_gates(padded, self._frozen(adapter_name), dims)
+        now = apply_gates(padded, gates, dims, keep=self.out_features)
+        start = apply_gates(padded, self._frozen(adapter_name), dims, keep=self.out_features)
         return (now - start)[:, : self.out_features].reshape(*x.shape[:-1], self.out_features)
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
