@@ -176,6 +176,37 @@ def train_steps(device: str, steps: int) -> list[dict]:
     return rows
 
 
+def markdown(results: dict) -> str:
+    info = results["info"]
+    where = info["cuda"] or f"{info['threads']} CPU threads"
+    lines = [f"Device: {info['device']} ({where}), torch {info['torch']}.", ""]
+    if results["circuits"]:
+        lines += [
+            "| n | L | torch engine (mode) | default.qubit (rows timed) | lightning.qubit (rows timed)"
+            " | vs default.qubit | vs lightning.qubit |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for c in results["circuits"]:
+            lines.append(
+                f"| {c['n']} | {c['L']} | {c['torch_ms']:,.1f} ms ({c['mode']}) |"
+                f" {c['default_qubit_ms']:,.0f} ms ({c['default_qubit_rows_timed']:,}) |"
+                f" {c['lightning_qubit_ms']:,.0f} ms ({c['lightning_qubit_rows_timed']}) |"
+                f" {c['speedup_vs_default_qubit']:.1f}x | {c['speedup_vs_lightning_qubit']:.0f}x |"
+            )
+        lines.append("")
+    if results["train_steps"]:
+        lines += [
+            "| adapter | trainable | step time | ratio to LoRA | peak memory | step memory over the loaded model |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in results["train_steps"]:
+            lines.append(
+                f"| {r['adapter']} | {r['trainable']:,} | {r['step_s']:.2f} s | {r['ratio_to_lora']:.2f} |"
+                f" {r['peak_mb']:,.0f} MB | {r['step_extra_mb']:,.0f} MB |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rows for PennyLane and fewer steps")
@@ -208,7 +239,9 @@ def main() -> None:
             flush=True,
         )
     steps = [] if args.skip_train else train_steps(args.device, 1 if args.quick else args.steps)
-    Path(args.out).write_text(json.dumps({"info": info, "circuits": circuits, "train_steps": steps}, indent=2))
+    results = {"info": info, "circuits": circuits, "train_steps": steps}
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    Path(args.out).with_suffix(".md").write_text(markdown(results) + "\n")
     summary = {
         **{f"speedup_vs_default_qubit_n{c['n']}_L{c['L']}": c["speedup_vs_default_qubit"] for c in circuits},
         **{f"step_ratio_{r['adapter']}": round(r["ratio_to_lora"], 3) for r in steps if r["adapter"] != "lora"},

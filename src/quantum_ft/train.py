@@ -102,8 +102,14 @@ def _report(out: Path, artifact: Path, plot: Path | None, metrics: dict[str, flo
         f"outputs:     {out}",
         f"  artifact:  {artifact}   (PeftModel.from_pretrained / python -m quantum_ft.chat {out})",
         f"  ckpts:     {out / 'checkpoints'}",
-        f"  logs:      {out / 'csv'} (CSV), {out / 'tensorboard'} (TensorBoard)",
     ]
+    logs = [
+        f"{out / name} ({kind})"
+        for name, kind in [("csv", "CSV"), ("tensorboard", "TensorBoard"), ("wandb", "W&B")]
+        if (out / name).exists()
+    ]
+    if logs:
+        lines.append(f"  logs:      {', '.join(logs)}")
     if plot:
         lines.append(f"  plot:      {plot}")
     lines.append("=" * 72)
