@@ -52,6 +52,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     tokenizer = source.load_tokenizer()
     datamodule = instantiate(cfg.data, tokenizer=tokenizer)
     datamodule.setup("fit")
+    tokenizer = datamodule.tokenizer  # text data brings its own (char / byte level)
     log.info("Data:\n%s", datamodule.stats.table())
     model = adapter.apply(source.load_model(quantization_config=adapter.quantization_config()))
     trainable, total = count_parameters(model)

@@ -2,5 +2,6 @@
 
 from quantum_ft.data.datamodule import SFTDataModule
 from quantum_ft.data.formats import DataFormatError
+from quantum_ft.data.text import TextDataModule
 
-__all__ = ["DataFormatError", "SFTDataModule"]
+__all__ = ["DataFormatError", "SFTDataModule", "TextDataModule"]

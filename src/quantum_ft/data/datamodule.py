@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from quantum_ft.data.encode import IGNORE_INDEX, Encoded, encode_conversation
 from quantum_ft.data.formats import DataFormatError, read_hub_records, read_records, to_messages
+from quantum_ft.data.resumable import ResumableDataModule
 from quantum_ft.data.sampler import ResumableBatchSampler
 from quantum_ft.utils.io import atomic_torch_save
 
@@ -74,7 +74,7 @@ class DataStats:
         return "\n".join(f"{k:<{width}}  {v:,.1f}" if isinstance(v, float) else f"{k:<{width}}  {v:,}" for k, v in rows)
 
 
-class SFTDataModule(L.LightningDataModule):
+class SFTDataModule(ResumableDataModule):
     def __init__(
         self,
         tokenizer: PreTrainedTokenizerBase,
@@ -108,8 +108,6 @@ class SFTDataModule(L.LightningDataModule):
         self.train_set: list[Encoded] = []
         self.val_set: list[Encoded] = []
         self.stats = DataStats()
-        self._train_sampler: ResumableBatchSampler | None = None
-        self._resume_at: tuple[int, int] | None = None
 
     # ---------------------------------------------------------------- preparation
     def setup(self, stage: str | None = None) -> None:
@@ -208,26 +206,10 @@ class SFTDataModule(L.LightningDataModule):
 
     # ---------------------------------------------------------------- loaders
     def train_dataloader(self) -> DataLoader:
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        self._train_sampler = ResumableBatchSampler(
-            len(self.train_set), self.batch_size, shuffle=True, seed=self.seed, rank=rank, world_size=world
-        )
-        if self._resume_at is not None:
-            self._train_sampler.skip_once(*self._resume_at)
-            self._resume_at = None
-        return self._loader(self.train_set, self._train_sampler)
+        return self._loader(self.train_set, self.train_sampler(len(self.train_set), self.batch_size))
 
     def val_dataloader(self) -> DataLoader:
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        sampler = ResumableBatchSampler(
-            len(self.val_set),
-            self.eval_batch_size,
-            shuffle=False,
-            seed=self.seed,
-            rank=rank,
-            world_size=world,
-        )
-        return self._loader(self.val_set, sampler)
+        return self._loader(self.val_set, self.eval_sampler(len(self.val_set), self.eval_batch_size))
 
     def _loader(self, data: list[Encoded], sampler: ResumableBatchSampler) -> DataLoader:
         return DataLoader(
@@ -237,19 +219,6 @@ class SFTDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-
-    # ---------------------------------------------------------------- resume
-    def state_dict(self) -> dict[str, Any]:
-        """Where in the epoch training stands, read from Lightning's own progress counters (the loader has
-        already prefetched ahead, so its own count would be off)."""
-        if self.trainer is None or self.trainer.state.fn != "fit":
-            return {}
-        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
-        return {"epoch": self.trainer.current_epoch, "batches_done": progress.processed}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state:
-            self._resume_at = (state["epoch"], state["batches_done"])
 
 
 class Collator:

@@ -1,5 +1,6 @@
 """Training stages: one LightningModule each."""
 
-from quantum_ft.stages.sft import SFTModule
+from quantum_ft.stages.diloco import DiLoCo, DiLoCoStrategy, LogCommunication, MeteredDDPStrategy
+from quantum_ft.stages.sft import CausalLMModule, SFTModule
 
-__all__ = ["SFTModule"]
+__all__ = ["CausalLMModule", "DiLoCo", "DiLoCoStrategy", "LogCommunication", "MeteredDDPStrategy", "SFTModule"]

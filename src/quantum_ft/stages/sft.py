@@ -64,7 +64,7 @@ class SFTModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._step_started
-        tokens = float(batch["attention_mask"].sum())
+        tokens = float(batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel())
         self.log("train/tokens_per_s", tokens / max(elapsed, 1e-9), on_step=True, batch_size=1)
 
     # ---------------------------------------------------------------- optimisation
@@ -126,3 +126,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
+
+
+class CausalLMModule(SFTModule):
+    """The plain causal-LM objective on raw text (labels are the inputs): what DiLoCo and DDP wrap."""
