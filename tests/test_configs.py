@@ -23,7 +23,13 @@ GROUPS = [
     "callbacks",
     "debug",
 ]
-DATA_NEEDS = {"files": ["data.datasets=[{path: x.json}]"], "hub": ["data.datasets=[{name: x}]"]}
+DATA_NEEDS = {
+    "files": ["data.datasets=[{path: x.json}]"],
+    "hub": ["data.datasets=[{name: x}]"],
+    "tiny_shakespeare": ["model=nanogpt_small"],
+    "enwik8": ["model=nanogpt_medium"],
+    "text_file": ["model=nanogpt_small", "data.path=x.txt"],
+}
 
 
 def options(group: str) -> list[str]:

@@ -176,3 +176,30 @@ def test_sampler_shuffles_per_epoch_shards_and_skips() -> None:
     assert list(s) == e0[4:] and list(s) == e0  # skipping happens once
     ranks = [sum(list(ResumableBatchSampler(20, 3, True, 1, rank=r, world_size=3)), []) for r in range(3)]
     assert all(len(r) == 6 for r in ranks) and len(set(sum(ranks, []))) == 18
+
+
+def test_text_data_char_and_byte_level(tmp_path: Path) -> None:
+    from quantum_ft.data.text import TextDataModule
+
+    (tmp_path / "t.txt").write_text("hello world, hello quantum world\n" * 20)
+    chars = TextDataModule(path=str(tmp_path / "t.txt"), level="char", block_size=8, val_fraction=0.25)
+    chars.setup()
+    assert len(chars.tokenizer) == len(set("hello world, hello quantum world\n"))
+    window = chars.train_set[3]
+    assert chars.tokenizer.decode(window.tolist()) == ("hello world, hello quantum world\n" * 20)[3:11]
+    small = TextDataModule(path=str(tmp_path / "t.txt"), level="char", block_size=8, vocab_size=5)
+    with pytest.raises(DataFormatError, match="model.vocab_size="):
+        small.setup()
+    raw = TextDataModule(path=str(tmp_path / "t.txt"), level="byte", block_size=8)
+    raw.setup()
+    assert len(raw.tokenizer) == 256 and raw.stats.train_tokens + raw.stats.val_tokens == 660
+
+
+def test_enwik8_offline_says_how_to_provide_it(tmp_path: Path, monkeypatch) -> None:
+    from quantum_ft.data import text
+
+    monkeypatch.setenv("QUANTUM_FT_CACHE", str(tmp_path))
+    monkeypatch.setattr(text, "ENWIK8_URL", "http://127.0.0.1:9/enwik8.zip")  # nothing listens there
+    module = text.TextDataModule(name="enwik8", level="byte", block_size=8)
+    with pytest.raises(DataFormatError, match=r"enwik8 is not in the cache .* copy the file `enwik8` to"):
+        module.setup()
