@@ -198,6 +198,13 @@ def test_resume_in_the_middle_of_an_outer_loop_reproduces_the_run(tmp_path: Path
     assert [s for s, _ in read_metric_series(tmp_path / "resumed/csv", "train/loss")] == list(range(8))
 
 
+def test_ddp_baseline_counts_every_gradient_every_step(tmp_path: Path) -> None:
+    cfg, _ = run(tmp_path, "stage=ddp", "cluster.devices=2", "trainer.max_steps=3", "optimizer.lr=3e-3")
+    model = instantiate(cfg.model).load_model()
+    grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert read_metric_series(tmp_path / "csv", "comm/bytes")[-1][1] == 3 * grad_bytes
+
+
 def test_diloco_without_its_strategy_is_refused(tmp_path: Path) -> None:
     cfg = compose_train(
         [*BASE, "stage=causal_lm", "+callbacks.diloco._target_=quantum_ft.stages.DiLoCo", "trainer.max_steps=1"],

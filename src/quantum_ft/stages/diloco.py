@@ -59,7 +59,8 @@ class DiLoCoStrategy(DDPStrategy, CommunicationMeter):
         return buffer.to(tensor.dtype) / self.world_size
 
 
-def _counting_allreduce(meter: CommunicationMeter, bucket: dist.GradBucket) -> torch.futures.Future:
+def _counting_allreduce(meter, bucket):  # no annotations: torch checks them, and ours are strings here
+    """DDP's own all-reduce hook, after counting the bucket's bytes."""
     meter.count(bucket.buffer())
     return default_hooks.allreduce_hook(None, bucket)
 
