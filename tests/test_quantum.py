@@ -172,8 +172,10 @@ def test_quanta_layer_is_the_cropped_dense_difference() -> None:
     dims = [4, 3, 2, 2]  # N = 48 for a 40 -> 20 layer: pad the input, crop the output
     base = torch.nn.Linear(40, 20).double()
     layer = QuanTALinear(base, "default", QuanTAConfig(per_dim_features=dims, target_modules=["x"])).double()
-    x = torch.randn(5, 40, dtype=torch.float64)
+    x = torch.randn(5, 40, dtype=torch.float64)  # fewer rows than inputs: the two chains on the rows
+    many = torch.randn(64, 40, dtype=torch.float64)  # more: the dense update from the identity
     assert torch.equal(layer.delta("default", x), torch.zeros(5, 20, dtype=torch.float64))
+    assert torch.equal(layer.delta("default", many), torch.zeros(64, 20, dtype=torch.float64))
     with torch.no_grad():
         for p in layer.quanta_gates["default"]:
             p.add_(0.05 * torch.randn_like(p))
@@ -181,6 +183,7 @@ def test_quanta_layer_is_the_cropped_dense_difference() -> None:
     frozen = layer._frozen("default")
     update = (dense_reference(gates, dims) - dense_reference(frozen, dims))[:20, :40]
     torch.testing.assert_close(layer.delta("default", x), x @ update.T, atol=1e-10, rtol=0)
+    torch.testing.assert_close(layer.delta("default", many), many @ update.T, atol=1e-10, rtol=0)
     torch.testing.assert_close(
         apply_gates(torch.eye(48, dtype=torch.float64), gates, dims), dense_reference(gates, dims).T, atol=1e-10, rtol=0
     )

@@ -10,6 +10,11 @@ With M(theta) the product of the gates, the update is
 with a frozen copy theta_0 of the initial gates: exactly zero at the start (an explicit difference, not a
 merged W0 - M(theta_0), which would be zero only up to rounding), generically full rank, and mergeable
 (W += crop(M(theta) - M(theta_0))) for export.
+
+Two exact ways to evaluate it, chosen per call: for fewer rows than the layer has inputs, both gate chains run
+on the rows; otherwise the chain runs once on the identity to give the dense update
+D(theta) - D(theta_0) (D(theta_0) cached: it is frozen), applied as one matrix product. Both differences come
+from the same code on equal inputs at the start, so the update is exactly zero there either way.
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ class QuanTALinear(nn.Module, BaseTunerLayer):
         self.quanta_gates = nn.ModuleDict()
         self.quanta_frozen = nn.ModuleDict()  # theta_0, saved with the adapter: the update depends on it
         self.quanta_dims: dict[str, list[int]] = {}
+        self._frozen_dense_cache: dict[str, tuple[Any, torch.Tensor]] = {}
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, config)
 
@@ -118,20 +124,39 @@ class QuanTALinear(nn.Module, BaseTunerLayer):
         module = self.quanta_frozen[adapter_name]
         return [getattr(module, f"g{i}") for i in range(len(self.quanta_gates[adapter_name]))]
 
-    def delta(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
+    def _map(self, adapter_name: str, rows: torch.Tensor, gates: list[torch.Tensor]) -> torch.Tensor:
+        """crop(M(gates) pad(rows)): [rows, out]."""
         dims = self.quanta_dims[adapter_name]
-        gates = list(self.quanta_gates[adapter_name])
-        rows = x.reshape(-1, self.in_features).to(gates[0].dtype)
         padded = nn.functional.pad(rows, (0, math.prod(dims) - self.in_features))
-        now = apply_gates(padded, gates, dims, keep=self.out_features)
-        start = apply_gates(padded, self._frozen(adapter_name), dims, keep=self.out_features)
-        return (now - start)[:, : self.out_features].reshape(*x.shape[:-1], self.out_features)
+        return apply_gates(padded, gates, dims, keep=self.out_features)[:, : self.out_features]
+
+    def _dense(self, adapter_name: str, gates: list[torch.Tensor]) -> torch.Tensor:
+        """crop(M(gates)) as a matrix [out, in]."""
+        eye = torch.eye(self.in_features, device=gates[0].device, dtype=gates[0].dtype)
+        return self._map(adapter_name, eye, gates).T
+
+    def _frozen_dense(self, adapter_name: str) -> torch.Tensor:
+        frozen = self._frozen(adapter_name)
+        key = tuple((g.data_ptr(), g._version, g.dtype, g.device) for g in frozen)  # changes when theta_0 is loaded
+        cached = self._frozen_dense_cache.get(adapter_name)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, self._dense(adapter_name, frozen))
+            self._frozen_dense_cache[adapter_name] = cached
+        return cached[1]
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
-        """The dense update [out, in]: the delta map applied to the identity."""
-        gate = self.quanta_gates[adapter_name][0]
-        eye = torch.eye(self.in_features, device=gate.device, dtype=gate.dtype)
-        return self.delta(adapter_name, eye).T
+        """The dense update D(theta) - D(theta_0), [out, in]."""
+        return self._dense(adapter_name, list(self.quanta_gates[adapter_name])) - self._frozen_dense(adapter_name)
+
+    def delta(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
+        gates = list(self.quanta_gates[adapter_name])
+        rows = x.reshape(-1, self.in_features).to(gates[0].dtype)
+        if rows.shape[0] >= self.in_features:  # cheaper: one chain on the identity, one matrix product
+            out = rows @ self.get_delta_weight(adapter_name).T
+        else:
+            out = self._map(adapter_name, rows, gates) - self._map(adapter_name, rows, self._frozen(adapter_name))
+        return out.reshape(*x.shape[:-1], self.out_features)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         result = self.base_layer(x, *args, **kwargs)
