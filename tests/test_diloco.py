@@ -191,6 +191,12 @@ def test_resume_in_the_middle_of_an_outer_loop_reproduces_the_run(tmp_path: Path
     )
     assert "simulated crash" in crashed.stdout + crashed.stderr
     assert (tmp_path / "resumed/checkpoints/diloco/rank1-step4.pt").is_file()
+    assert sorted(p.name for p in (tmp_path / "straight/checkpoints/diloco").iterdir()) == [
+        "rank0-step6.pt",
+        "rank0-step8.pt",
+        "rank1-step6.pt",
+        "rank1-step8.pt",
+    ]  # the two newest per rank
     run(tmp_path / "resumed", *common)  # ckpt_path=auto: resumes from step 4, between outer steps 3 and 6
     straight, resumed = final_params(tmp_path / "straight"), final_params(tmp_path / "resumed")
     for name in straight:

@@ -75,6 +75,13 @@ class PretrainedSource(ModelSource):
         return AutoModelForCausalLM.from_pretrained(self.pretrained_dir(), **kwargs)
 
 
+def build_seeded(factory: Any, seed: int) -> Any:
+    """`factory()` under a fixed seed, leaving the global RNG untouched: same seed, same initial weights."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return factory()
+
+
 def finish_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     """Training pads on the right, generation pads on the left; both need a pad token."""
     if tokenizer.pad_token is None:

@@ -12,7 +12,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput
 
-from quantum_ft.models.base import ModelSource, resolve_dtype
+from quantum_ft.models.base import ModelSource, build_seeded, resolve_dtype
 
 
 class NanoGPTConfig(PretrainedConfig):
@@ -131,10 +131,7 @@ class NanoGPTSource(ModelSource):
     def load_model(self, quantization_config: Any | None = None) -> NanoGPT:
         if quantization_config is not None:
             raise ValueError("NanoGPT models are trained in full precision: use adapter=none or lora, not qlora.")
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
-            model = NanoGPT(self.config)
-        return model.to(resolve_dtype(self.dtype))
+        return build_seeded(lambda: NanoGPT(self.config), self.seed).to(resolve_dtype(self.dtype))
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "seed": self.seed, **self.config.to_diff_dict()}

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from quantum_ft.models.base import ModelSource, resolve_dtype
+from quantum_ft.models.base import ModelSource, build_seeded, resolve_dtype
 from quantum_ft.models.bundled import BundledGGUFModel
 
 
@@ -55,10 +54,7 @@ class TinyRandomModel(ModelSource):
     def load_model(self, quantization_config: Any | None = None) -> PreTrainedModel:
         """Same seed, same weights: the base reference in an artifact is enough to rebuild it."""
         config = self.config()
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
-            model = LlamaForCausalLM(config)
-        model = model.to(resolve_dtype(self.dtype))
+        model = build_seeded(lambda: LlamaForCausalLM(config), self.seed).to(resolve_dtype(self.dtype))
         if quantization_config is not None:
             # bitsandbytes quantises on load: round-trip through a temporary directory.
             import tempfile

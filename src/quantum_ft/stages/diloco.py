@@ -199,12 +199,21 @@ class DiLoCo(L.Callback):
             "inner": trainer.optimizers[0].state_dict(),
         }
         atomic_torch_save(local, self._rank_file(trainer, step))
+        self._prune_rank_files(trainer, keep=2)
         checkpoint["diloco"] = {
             "global": [g.detach().clone() for g in self._global],
             "outer": self._outer.state_dict() if self._outer else None,
             "outer_steps": self.outer_steps,
             "step": step,
         }
+
+    def _prune_rank_files(self, trainer: L.Trainer, keep: int) -> None:
+        """Keep this rank's `keep` newest files: the newest a checkpoint can point to, and the one before it in
+        case a crash lands between writing the rank file and the checkpoint."""
+        mine = self._rank_file(trainer, 0).parent.glob(f"rank{trainer.global_rank}-step*.pt")
+        by_step = sorted(mine, key=lambda f: int(f.stem.split("step")[1]))
+        for old in by_step[:-keep]:
+            old.unlink(missing_ok=True)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         if "diloco" not in checkpoint:
