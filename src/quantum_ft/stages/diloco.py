@@ -30,7 +30,8 @@ from quantum_ft.utils.io import atomic_torch_save
 
 
 class CommunicationMeter:
-    """Payload bytes and calls of the all-reduces a strategy issued for training."""
+    """Payload bytes and calls of the all-reduces a strategy issued for training (per instance: `+=` on the
+    class defaults creates the instance's own counters)."""
 
     comm_bytes: int = 0
     comm_calls: int = 0
@@ -42,11 +43,6 @@ class CommunicationMeter:
 
 class DiLoCoStrategy(DDPStrategy, CommunicationMeter):
     strategy_name = "diloco"
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("process_group_backend", None)
-        super().__init__(**kwargs)
-        self.comm_bytes = self.comm_calls = 0
 
     def configure_ddp(self) -> None:
         """No DistributedDataParallel: workers train independently between outer steps."""
@@ -69,10 +65,6 @@ class MeteredDDPStrategy(DDPStrategy, CommunicationMeter):
     """Plain DDP whose gradient buckets are counted on their way to the all-reduce."""
 
     strategy_name = "ddp_metered"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.comm_bytes = self.comm_calls = 0
 
     def configure_ddp(self) -> None:
         super().configure_ddp()
