@@ -17,7 +17,9 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+import quantum_ft
 from quantum_ft.adapters.base import Adapter, count_parameters
+from quantum_ft.cluster import CheckpointAndRequeue, SubmititEnvironment
 from quantum_ft.models.base import ModelSource
 from quantum_ft.utils.artifact import save_artifact
 from quantum_ft.utils.checkpoint_io import AtomicCheckpointIO
@@ -40,6 +42,7 @@ def instantiate_dict(section: DictConfig | None, **kwargs: Any) -> list[Any]:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fine-tune as configured; returns the final metrics (val/loss before and after, and the trainer's)."""
     check_cuda_requirements(cfg)
+    log.info("quantum_ft %s from %s", cfg.get("task_name"), Path(quantum_ft.__file__).parent)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out)
@@ -67,11 +70,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     module = instantiate(cfg.stage, model=model, tokenizer=tokenizer, optimizer=instantiate(cfg.optimizer))
 
+    callbacks, plugins = instantiate_dict(cfg.get("callbacks")), [AtomicCheckpointIO()]
+    if SubmititEnvironment.detect():  # a submitit job: its tasks are the ranks, and submitit owns requeueing
+        plugins.append(SubmititEnvironment())
+        callbacks.append(CheckpointAndRequeue())
     trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=instantiate_dict(cfg.get("callbacks")),
-        logger=instantiate_dict(cfg.get("logger")),
-        plugins=[AtomicCheckpointIO()],
+        cfg.trainer, callbacks=callbacks, logger=instantiate_dict(cfg.get("logger")), plugins=plugins
     )
     metrics: dict[str, float] = {"trainable_params": trainable, "total_params": total}
     if cfg.get("validate_before") and ckpt_path is None:
@@ -80,6 +84,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("Resuming from %s", ckpt_path)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    metrics["global_step"] = trainer.global_step
     if cfg.get("validate_after"):
         metrics["val/loss_after"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
 
@@ -125,14 +130,31 @@ def close_loggers() -> None:
         sys.modules["wandb"].finish()
 
 
-@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def warn_if_launcher_unused(cfg: DictConfig) -> None:
+    """cluster=slurm / submitit_local act through Hydra's launcher, which only runs in multirun mode."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    name = cfg.get("cluster", {}).get("name", "local")
+    if name != "local" and HydraConfig.get().mode == RunMode.RUN and not SubmititEnvironment.detect():
+        log.warning("cluster=%s submits jobs only in multirun mode: add -m. Running here, in this process.", name)
+
+
+def run(cfg: DictConfig) -> float | None:
+    """The Hydra task: train, always close the loggers, return the metric a sweeper optimises.
+
+    A module-level function (wrapped below, not decorated) so submitit pickles it by reference and a job imports it
+    from the code snapshot of its sweep.
+    """
+    warn_if_launcher_unused(cfg)
     try:
         metrics = train(cfg)
     finally:
         close_loggers()
     return metrics.get(cfg.get("optimized_metric") or "val/loss_after")
 
+
+main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")(run)
 
 if __name__ == "__main__":
     main()
