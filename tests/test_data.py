@@ -178,6 +178,18 @@ def test_sampler_shuffles_per_epoch_shards_and_skips() -> None:
     assert all(len(r) == 6 for r in ranks) and len(set(sum(ranks, []))) == 18
 
 
+def test_lightning_reaches_the_sampler_epoch() -> None:
+    """Lightning sets the epoch on `dataloader.batch_sampler.sampler`; before that was the batch sampler itself,
+    every epoch repeated epoch 0's order (and resume beyond epoch 0 skipped nothing)."""
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+    from torch.utils.data import DataLoader
+
+    s = ResumableBatchSampler(20, 3, shuffle=True, seed=1)
+    loader = DataLoader(list(range(20)), batch_sampler=s)
+    _set_sampler_epoch(loader, 3)
+    assert s.epoch == 3
+
+
 def test_text_data_char_and_byte_level(tmp_path: Path) -> None:
     from quantum_ft.data.text import TextDataModule
 

@@ -40,9 +40,10 @@ def test_each_adapter_trains_a_few_steps(tiny_cfg, tmp_path: Path, adapter: str)
     assert len(read_metric_series(out / "csv", "train/loss")) == 4
 
 
-def test_resumed_run_logs_the_same_losses(tiny_cfg, tmp_path: Path) -> None:
-    """Crash after step 7 (checkpoints every 2 steps), resume from step 6, cross an epoch boundary, finish:
-    the per-step losses in the CSV logs equal those of an uninterrupted run."""
+@pytest.mark.parametrize("crash_step", [7, 13])
+def test_resumed_run_logs_the_same_losses(tiny_cfg, tmp_path: Path, crash_step: int) -> None:
+    """Crash after step 7 or 13 (checkpoints every 2 steps; 10 batches an epoch), resume from step 6 (epoch 0) or
+    12 (epoch 1), finish: the per-step losses in the CSV logs equal those of an uninterrupted run."""
     common = [
         "trainer.max_steps=14",
         "data.max_samples=28",
@@ -56,12 +57,13 @@ def test_resumed_run_logs_the_same_losses(tiny_cfg, tmp_path: Path) -> None:
     crashing = tiny_cfg(
         *common,
         "+callbacks.crash._target_=tests.helpers.InterruptAfterStep",
-        "+callbacks.crash.step=7",
+        f"+callbacks.crash.step={crash_step}",
         output_dir=tmp_path / "resumed",
     )
     with pytest.raises(Interrupt):
         train(crashing)
-    assert torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=False)["global_step"] == 6
+    last = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=False)
+    assert last["global_step"] == crash_step - 1
     resumed = tiny_cfg(*common, output_dir=tmp_path / "resumed")  # ckpt_path=auto finds last.ckpt
     train(resumed)
     expected = read_metric_series(tmp_path / "straight/csv", "train/loss")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -39,9 +41,18 @@ def instantiate_dict(section: DictConfig | None, **kwargs: Any) -> list[Any]:
     return [instantiate(c, **kwargs) for c in section.values() if c is not None and "_target_" in c]
 
 
+def match_threads_to_allocation() -> None:
+    """In a SLURM job, use the CPUs allocated to the task, not every core of the node (torch's default), which
+    oversubscribes a node shared by several tasks. OMP_NUM_THREADS, when set, wins."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(int(cpus))
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fine-tune as configured; returns the final metrics (val/loss before and after, and the trainer's)."""
     check_cuda_requirements(cfg)
+    match_threads_to_allocation()
     log.info("quantum_ft %s from %s", cfg.get("task_name"), Path(quantum_ft.__file__).parent)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, open_dict
 
 import quantum_ft
 from quantum_ft.cluster.geometry import check_geometry
-from quantum_ft.utils.config import conf_dir
+from quantum_ft.utils.config import ConfigError, conf_dir
 
 log = logging.getLogger(__name__)
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -109,7 +109,13 @@ class FrozenSubmititLauncher(BaseSubmititLauncher):
                 cfg.hydra.sweep.dir = str(sweep_dir)  # resolved now: a requeued job must find the same directory
             self.frozen_configs[idx] = cfg
             jobs.append((list(overrides), cfg))
-        check_geometry(jobs, self.params)
+        try:
+            check_geometry(jobs, self.params)
+        except ConfigError:
+            shutil.rmtree(snapshot)  # nothing was submitted: leave no half-made sweep behind
+            with contextlib.suppress(OSError):
+                sweep_dir.rmdir()
+            raise
         log.info("Code and config frozen for these jobs in %s", snapshot)
         with frozen_environment(snapshot):
             return super().launch(job_overrides, initial_job_idx)

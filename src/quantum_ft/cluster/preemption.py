@@ -2,8 +2,8 @@
 
 SLURM sends USR2 before the time limit (`signal_delay_s`) or on preemption; submitit's handler would requeue at once,
 from wherever the training loop happens to be. This callback defers it: the signal only raises a flag, every rank
-agrees on the flag at the end of the next optimiser step, all ranks save `last.ckpt` together, and then submitit's
-own handler requeues the job. The requeued job runs the same frozen config in the same output directory and
+agrees on the flag at the end of the next optimiser step, all ranks save `last.ckpt` together, and before the
+step after it submitit's own handler requeues the job. The requeued job runs the same frozen config in the same output directory and
 `ckpt_path=auto` resumes from that checkpoint, so it ends with the same number of optimiser steps.
 Lightning's own SLURM auto-requeue (USR1) is not involved: under submitit the trainer runs with SubmititEnvironment.
 """
@@ -36,6 +36,7 @@ class CheckpointAndRequeue(L.Callback):
     def __init__(self, dirpath: str | None = None) -> None:
         self.dirpath = dirpath
         self._requested = False
+        self._saved = False
         self._submitit_handler: Any = None
         self._signal: signal.Signals | None = None
 
@@ -63,14 +64,22 @@ class CheckpointAndRequeue(L.Callback):
         return Path(dirpath) / "last.ckpt"
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if self._signal is None:
+        """At the end of an optimiser step (where ModelCheckpoint saves too, the state resume is exact from)."""
+        if self._signal is None or self._saved or trainer.fit_loop._should_accumulate():
             return
         if not trainer.strategy.reduce_boolean_decision(self._requested, all=False):
             return
         path = self.checkpoint_path(trainer)
         trainer.save_checkpoint(path)  # every rank takes part; rank 0 writes, atomically
         trainer.strategy.barrier("checkpoint-before-requeue")
-        log.warning("Saved %s at step %d; handing over to submitit to requeue", path, trainer.global_step)
+        log.warning("Saved %s at step %d", path, trainer.global_step)
+        self._saved = True
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        """Leave before the next step, once the saved step's metrics have reached the loggers."""
+        if not self._saved:
+            return
+        log.warning("Handing over to submitit to requeue the job")
         if trainer.is_global_zero and callable(self._submitit_handler):
             self._submitit_handler(self._signal, None)  # requeues the job and exits the process
         sys.exit(-1)  # the other ranks end too; the requeued job starts all of them again

@@ -32,8 +32,15 @@ class ResumableBatchSampler(Sampler[list[int]]):
         self._skip: tuple[int, int] | None = None  # (epoch, batches to skip)
 
     def set_epoch(self, epoch: int) -> None:
-        """Lightning calls this at the start of every epoch."""
+        """Lightning calls this at the start of every epoch (through `sampler` below)."""
         self.epoch = epoch
+
+    @property
+    def sampler(self) -> ResumableBatchSampler:
+        """Lightning calls `set_epoch` on `dataloader.batch_sampler.sampler`, never on the batch sampler itself;
+        without this it never reaches us, every epoch repeats epoch 0's order and resume beyond epoch 0 skips
+        the wrong batches."""
+        return self
 
     def skip_once(self, epoch: int, batches: int) -> None:
         """The next iteration over `epoch` starts after `batches` batches."""
