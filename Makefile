@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup train test lint
+.PHONY: setup train test lint slurm-up slurm-down local-slurm
 setup: $(VENV)/.installed
 
 # torch is pinned first: these machines carry a CPU wheel of 2.13.0, and an unpinned torch would pull
@@ -21,8 +21,20 @@ $(VENV)/.installed: pyproject.toml
 train: setup
 	$(BIN)/python -m quantum_ft.train $(ARGS)
 
-test: setup
+test: setup local-slurm
 	$(BIN)/python -m pytest $(ARGS)
+
+# The SLURM tests need a cluster: as root on Debian, `make test` starts a local one (launchers/local_slurm/);
+# elsewhere they are skipped (QFT_REQUIRE_SLURM=1, as in CI, makes that a failure).
+local-slurm:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then launchers/local_slurm/start.sh; \
+	else echo "not root on Debian: SLURM tests will be skipped unless a cluster answers (see launchers/README.md)"; fi
+
+slurm-up:
+	launchers/local_slurm/start.sh
+
+slurm-down:
+	launchers/local_slurm/stop.sh
 
 lint: setup
 	$(BIN)/ruff check src tests && $(BIN)/ruff format --check src tests

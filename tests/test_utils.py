@@ -59,3 +59,24 @@ def test_data_stats_command(tiny_cfg) -> None:
     stats = data_stats(tiny_cfg("data.max_samples=40", "data.val_size=4", "data.cutoff_len=64"))
     assert stats.train_samples + stats.val_samples + stats.dropped_no_target == 40
     assert stats.truncated > 0 and stats.max_len == 64 and stats.trained_tokens < stats.tokens
+
+
+def test_auto_resume_picks_the_newest_checkpoint(tmp_path: Path) -> None:
+    """ckpt_path=auto: nothing -> fresh start; last.ckpt; a newer Lightning SLURM requeue checkpoint wins."""
+    import os
+
+    from quantum_ft.utils.config import ConfigError, resolve_ckpt_path
+
+    assert resolve_ckpt_path("auto", tmp_path) is None
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_ckpt_path("last", tmp_path)
+    last = tmp_path / "checkpoints/last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"x")
+    os.utime(last, (1_000, 1_000))
+    assert resolve_ckpt_path("auto", tmp_path) == str(last)
+    hpc = tmp_path / "hpc_ckpt_1.ckpt"
+    hpc.write_bytes(b"x")
+    os.utime(hpc, (2_000, 2_000))
+    assert resolve_ckpt_path("auto", tmp_path) == str(hpc)
+    assert resolve_ckpt_path("last", tmp_path) == str(last) and resolve_ckpt_path(None, tmp_path) is None

@@ -77,4 +77,3 @@ class SubmititEnvironment(ClusterEnvironment):
                 f"num_nodes={num_nodes}. Set the geometry once in the cluster group (cluster.devices, "
                 "cluster.num_nodes) instead of overriding trainer.* or hydra.launcher.* directly."
             )
-

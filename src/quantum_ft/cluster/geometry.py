@@ -35,7 +35,7 @@ def geometry_problems(job: DictConfig, launcher: Mapping[str, Any]) -> list[str]
     if num_nodes != nodes:
         problems.append(f"trainer.num_nodes={num_nodes} but hydra.launcher.nodes={nodes}")
     if accelerator in {"gpu", "cuda"} and isinstance(devices, int) and gpus < devices:
-        problems.append(f"trainer.accelerator={accelerator} with {devices} device(s) per node but {gpus} GPU(s) per node")
+        problems.append(f"trainer.accelerator={accelerator} with {devices} device(s) per node but {gpus} GPU(s)")
     if accelerator == "cpu" and gpus > 0:
         problems.append(f"trainer.accelerator=cpu but the job would hold {gpus} GPU(s) per node it never uses")
     return problems

@@ -113,8 +113,6 @@ class FrozenSubmititLauncher(BaseSubmititLauncher):
             check_geometry(jobs, self.params)
         except ConfigError:
             shutil.rmtree(snapshot)  # nothing was submitted: leave no half-made sweep behind
-            with contextlib.suppress(OSError):
-                sweep_dir.rmdir()
             raise
         log.info("Code and config frozen for these jobs in %s", snapshot)
         with frozen_environment(snapshot):
@@ -145,4 +143,3 @@ class FrozenSubmititLauncher(BaseSubmititLauncher):
             job_dir_key=job_dir_key,
             job_subdir_key="hydra.sweep.subdir",
         )
-

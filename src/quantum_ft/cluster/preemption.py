@@ -2,9 +2,9 @@
 
 SLURM sends USR2 before the time limit (`signal_delay_s`) or on preemption; submitit's handler would requeue at once,
 from wherever the training loop happens to be. This callback defers it: the signal only raises a flag, every rank
-agrees on the flag at the end of the next optimiser step, all ranks save `last.ckpt` together, and before the
-step after it submitit's own handler requeues the job. The requeued job runs the same frozen config in the same output directory and
-`ckpt_path=auto` resumes from that checkpoint, so it ends with the same number of optimiser steps.
+agrees on the flag at the end of the next optimiser step, all ranks save `last.ckpt` together, and before the step
+after it submitit's own handler requeues the job. The requeued job runs the same frozen config in the same output
+directory and `ckpt_path=auto` resumes from that checkpoint, so it ends with the same number of optimiser steps.
 Lightning's own SLURM auto-requeue (USR1) is not involved: under submitit the trainer runs with SubmititEnvironment.
 """
 

@@ -57,13 +57,15 @@ def check_cuda_requirements(cfg: DictConfig) -> None:
 
 
 def resolve_ckpt_path(setting: str | None, output_dir: Path) -> str | None:
-    """`auto`: resume from <output_dir>/checkpoints/last.ckpt when it exists; `last`: the same, but it must
+    """`auto`: resume from the newest of <output_dir>/checkpoints/last.ckpt and Lightning's SLURM requeue
+    checkpoints (<output_dir>/hpc_ckpt_<n>.ckpt) when there is one; `last`: checkpoints/last.ckpt, which must
     exist; a path: that file, which must exist; null: start fresh."""
     last = output_dir / "checkpoints" / "last.ckpt"
     if setting in (None, "null", "none"):
         return None
     if setting == "auto":
-        return str(last) if last.is_file() else None
+        found = [p for p in [last, *output_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+        return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
     path = last if setting == "last" else Path(setting).expanduser()
     if not path.is_file():
         raise ConfigError(
