@@ -129,7 +129,14 @@ def test_ckpt_path_pointing_at_nothing(tiny_cfg, tmp_path: Path) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on machines without CUDA")
 @pytest.mark.parametrize(
-    "override", ["optimizer=paged_adamw_8bit", "trainer.precision=16-mixed", "trainer.accelerator=gpu"]
+    "override",
+    [
+        "optimizer=paged_adamw_8bit",
+        "trainer.precision=16-mixed",
+        "trainer.accelerator=gpu",
+        "trainer=fsdp",
+        "trainer=deepspeed",
+    ],
 )
 def test_cuda_only_options_are_refused_without_cuda(tiny_cfg, override: str) -> None:
     with pytest.raises(ConfigError, match="CUDA is not available"):

@@ -96,6 +96,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     metrics["global_step"] = trainer.global_step
+    if torch.cuda.is_available():
+        metrics["gpu_peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
     if cfg.get("validate_after"):
         metrics["val/loss_after"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
 

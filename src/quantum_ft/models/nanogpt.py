@@ -61,6 +61,7 @@ class NanoGPT(PreTrainedModel):
     config_class = NanoGPTConfig
     base_model_prefix = "nanogpt"
     main_input_name = "input_ids"
+    _no_split_modules = ["Block"]  # the transformer block: one FSDP unit each
 
     def __init__(self, config: NanoGPTConfig) -> None:
         super().__init__(config)

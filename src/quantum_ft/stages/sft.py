@@ -13,6 +13,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from quantum_ft.stages.schedules import lr_lambda
+from quantum_ft.stages.sharding import clean_parameter_name
 
 
 class SFTModule(L.LightningModule):
@@ -82,7 +83,7 @@ class SFTModule(L.LightningModule):
 
     # ---------------------------------------------------------------- checkpoints
     def trainable_keys(self) -> set[str]:
-        return {f"model.{name}" for name, p in self.model.named_parameters() if p.requires_grad}
+        return {f"model.{clean_parameter_name(n)}" for n, p in self.model.named_parameters() if p.requires_grad}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep only trained tensors (a LoRA checkpoint is megabytes, not the whole base) and the RNG

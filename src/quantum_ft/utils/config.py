@@ -45,6 +45,11 @@ def check_cuda_requirements(cfg: DictConfig) -> None:
     precision = str(cfg.trainer.get("precision", "32-true"))
     if precision in {"16-mixed", "16", "16-true"}:
         problems.append(f"trainer.precision={precision} (fp16 autocast needs CUDA; use bf16-mixed or 32-true)")
+    strategy = cfg.trainer.get("strategy")
+    strategy_target = str(strategy.get("_target_", "")) if hasattr(strategy, "get") else str(strategy)
+    for name, option in [("FSDP", "trainer=fsdp"), ("DeepSpeed", "trainer=deepspeed")]:
+        if name.lower() in strategy_target.lower():
+            problems.append(f"{option} (Lightning runs {name} on CUDA GPUs only; use trainer=ddp on CPU)")
     target = str(cfg.optimizer.get("_target_", ""))
     if "bitsandbytes" in target:
         problems.append(
@@ -64,10 +69,10 @@ def resolve_ckpt_path(setting: str | None, output_dir: Path) -> str | None:
     if setting in (None, "null", "none"):
         return None
     if setting == "auto":
-        found = [p for p in [last, *output_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+        found = [p for p in [last, *output_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]  # DeepSpeed: a folder
         return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
     path = last if setting == "last" else Path(setting).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(
             f"ckpt_path={setting} points at nothing: {path} does not exist. Give the path of a .ckpt file, "
             "or run with the same hydra.run.dir as the run to resume (ckpt_path=last), or drop ckpt_path."
