@@ -242,6 +242,13 @@ def test_submitit_local_sweep_and_ddp(tmp_path: Path) -> None:
     assert "MEMBER: 2/2" in logs and metrics(ddp / "0")["global_step"] == 4
 
 
+def test_multi_process_job_in_a_local_multirun_is_refused(tmp_path: Path) -> None:
+    """Lightning would re-run the whole `-m` command line for the second process (Hydra #2231)."""
+    done = sweep("cluster.devices=2", "trainer=ddp", sweep_dir=tmp_path / "refused")
+    assert done.returncode != 0 and "cluster=submitit_local" in done.stderr
+    assert not (tmp_path / "refused/0/metrics.json").exists()
+
+
 def test_basic_sweep_matches_submitted_jobs(tmp_path: Path) -> None:
     """The default cluster (local, basic launcher) runs the same jobs in turn, with the same results."""
     out = tmp_path / "basic"

@@ -25,7 +25,7 @@ from quantum_ft.cluster import CheckpointAndRequeue, SubmititEnvironment
 from quantum_ft.models.base import ModelSource
 from quantum_ft.utils.artifact import save_artifact
 from quantum_ft.utils.checkpoint_io import AtomicCheckpointIO
-from quantum_ft.utils.config import check_cuda_requirements, conf_dir, resolve_ckpt_path
+from quantum_ft.utils.config import ConfigError, check_cuda_requirements, conf_dir, resolve_ckpt_path
 from quantum_ft.utils.plots import plot_losses
 
 log = logging.getLogger("quantum_ft")
@@ -143,14 +143,29 @@ def close_loggers() -> None:
         sys.modules["wandb"].finish()
 
 
-def warn_if_launcher_unused(cfg: DictConfig) -> None:
-    """cluster=slurm / submitit_local act through Hydra's launcher, which only runs in multirun mode."""
+def check_launch(cfg: DictConfig) -> None:
+    """What the launcher and the job's process layout cannot do together, said before anything loads.
+
+    cluster=slurm / submitit_local act through Hydra's launcher, which only runs in multirun mode; and in a
+    multirun on this machine, Lightning would start extra device processes by re-running the whole `-m` command
+    line, i.e. the whole sweep (Hydra #2231): submitit starts one process per device instead.
+    """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    if SubmititEnvironment.detect():
+        return
     name = cfg.get("cluster", {}).get("name", "local")
-    if name != "local" and HydraConfig.get().mode == RunMode.RUN and not SubmititEnvironment.detect():
+    mode = HydraConfig.get().mode
+    if name != "local" and mode == RunMode.RUN:
         log.warning("cluster=%s submits jobs only in multirun mode: add -m. Running here, in this process.", name)
+    devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
+    if mode == RunMode.MULTIRUN and ((isinstance(devices, int) and devices > 1) or nodes > 1):
+        raise ConfigError(
+            f"trainer.devices={devices} (num_nodes={nodes}) in a multirun on this machine: Lightning would start "
+            "each extra process by re-running the whole sweep. Use cluster=submitit_local (or cluster=slurm), "
+            "which starts one process per device, or run the job without -m."
+        )
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -159,7 +174,7 @@ def run(cfg: DictConfig) -> float | None:
     A module-level function (wrapped below, not decorated) so submitit pickles it by reference and a job imports it
     from the code snapshot of its sweep.
     """
-    warn_if_launcher_unused(cfg)
+    check_launch(cfg)
     try:
         metrics = train(cfg)
     finally:
