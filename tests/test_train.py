@@ -160,12 +160,14 @@ def test_local_path_that_is_not_a_model(tiny_cfg, tmp_path: Path) -> None:
         train(tiny_cfg("model=qwen2_5_0_5b", f"model.local_path={tmp_path}"))
 
 
-def test_chat_one_shot_uses_the_trained_adapter(tiny_cfg, capsys) -> None:
+@pytest.mark.parametrize("adapter", ["lora", "qlora", "none", "vqc", "tq", "quanta"])
+def test_chat_one_shot_uses_the_trained_adapter(tiny_cfg, capsys, adapter: str) -> None:
+    """Every adapter type: the chat command rebuilds the run's model and answers as it does."""
     from quantum_ft.chat import main as chat
     from quantum_ft.chat import reply
     from quantum_ft.utils.artifact import load_trained
 
-    cfg = tiny_cfg("optimizer.lr=3e-2", "trainer.max_steps=3")
+    cfg = tiny_cfg(f"adapter={adapter}", "optimizer.lr=3e-2", "trainer.max_steps=3")
     train(cfg)
     model, tokenizer, _, _ = load_trained(cfg.paths.output_dir)
     expected = reply(model.eval(), tokenizer, [{"role": "user", "content": "Hi"}], 6, stream=False)

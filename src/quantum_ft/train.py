@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 import quantum_ft
 from quantum_ft.adapters.base import Adapter, count_parameters
 from quantum_ft.cluster import CheckpointAndRequeue, SubmititEnvironment
+from quantum_ft.evaluation import flat_metrics, run_evaluation
 from quantum_ft.models.base import ModelSource
 from quantum_ft.utils.artifact import save_artifact
 from quantum_ft.utils.checkpoint_io import AtomicCheckpointIO
@@ -100,6 +101,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics["gpu_peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
     if cfg.get("validate_after"):
         metrics["val/loss_after"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
+
+    if trainer.is_global_zero and cfg.get("eval") and cfg.eval.tasks:  # evaluation as a stage after fit
+        evaluation = flat_metrics(run_evaluation(module.model, tokenizer, cfg.eval, out / "eval", datamodule))
+        for logger in trainer.loggers:
+            logger.log_metrics(evaluation, step=trainer.global_step)
+            logger.save()
+        metrics.update(evaluation)
 
     if trainer.is_global_zero:
         artifact = save_artifact(out / "artifact", cfg, source, adapter, module.model, tokenizer)

@@ -1,0 +1,5 @@
+"""Evaluation: k-shot multiple-choice exams (MMLU, CMMLU, C-Eval), held-out perplexity and ROUGE."""
+
+from quantum_ft.evaluation.tasks import TASKS, flat_metrics, run_evaluation
+
+__all__ = ["TASKS", "flat_metrics", "run_evaluation"]

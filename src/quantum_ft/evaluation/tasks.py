@@ -1,0 +1,118 @@
+"""Run the configured evaluation tasks on a model and write results.json and results.md.
+
+Used by `python -m quantum_ft.eval` and, after fit, by training (`eval.tasks=[...]`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from quantum_ft.evaluation.choice_data import Subject, load_hub, load_local, load_mapping
+from quantum_ft.evaluation.harness import CHINESE, ENGLISH, evaluate_subjects, summarize
+from quantum_ft.evaluation.text_metrics import perplexity, rouge
+from quantum_ft.utils.config import ConfigError
+from quantum_ft.utils.io import atomic_write
+
+log = logging.getLogger(__name__)
+CHOICE_TASKS = ("mmlu", "cmmlu", "ceval")
+TASKS = (*CHOICE_TASKS, "perplexity", "rouge")
+
+
+def load_choice_task(task: str, settings: DictConfig) -> list[Subject]:
+    options = settings.get(task) or {}
+    subjects = list(settings.subjects) if settings.get("subjects") else None
+    split = options.get("split")
+    if options.get("path"):
+        return load_local(
+            options.path,
+            eval_split=split or "test",
+            mapping=load_mapping(options.get("mapping")),
+            subjects=subjects,
+            max_samples=settings.get("max_samples"),
+        )
+    if task == "mmlu":
+        raise ConfigError("eval.mmlu.path is empty: it names the vendored MMLU (${qft.resource:mmlu.zip}) by default")
+    return load_hub(task, split, subjects, settings.get("max_samples"))
+
+
+def run_evaluation(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    settings: DictConfig,
+    out_dir: Path,
+    datamodule: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate on every task in `settings.tasks`; returns {task: results} and writes them into out_dir."""
+    unknown = [t for t in settings.tasks if t not in TASKS]
+    if unknown:
+        raise ConfigError(f"Unknown evaluation task(s) {unknown}: choose from {', '.join(TASKS)}")
+    results: dict[str, Any] = {}
+    for task in settings.tasks:
+        started = time.perf_counter()
+        if task in CHOICE_TASKS:
+            subjects = load_choice_task(task, settings)
+            template = CHINESE if task in ("cmmlu", "ceval") else ENGLISH
+            answers = evaluate_subjects(
+                model, tokenizer, subjects, template, settings.k_shot, settings.batch_size, progress, desc=task
+            )
+            results[task] = summarize(answers) | {"k_shot": settings.k_shot}
+        else:
+            if datamodule is None:
+                raise ConfigError(f"eval task {task} needs a dataset: configure the data group")
+            datamodule.setup("fit")
+            if task == "perplexity":
+                results[task] = perplexity(model, datamodule.val_dataloader(), progress)
+            else:
+                examples = datamodule.val_set[: settings.rouge.max_samples or None]
+                results[task] = rouge(model, tokenizer, examples, settings.rouge.max_new_tokens, progress)
+        results[task]["seconds"] = round(time.perf_counter() - started, 1)
+        log.info("%s: %s", task, headline(task, results[task]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
+    table = results_table(results)
+    atomic_write(out_dir / "results.md", lambda tmp: Path(tmp).write_text(table))
+    print(table, flush=True)
+    return results
+
+
+def headline(task: str, result: dict[str, Any]) -> str:
+    if task in CHOICE_TASKS:
+        return f"accuracy {result['accuracy']:.4f} over {result['questions']} questions"
+    if task == "perplexity":
+        return f"perplexity {result['perplexity']:.3f} over {result['tokens']} tokens"
+    return f"ROUGE-1 {result['rouge1']:.4f}, ROUGE-2 {result['rouge2']:.4f}, ROUGE-L {result['rougeL']:.4f}"
+
+
+def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """Scalars for loggers and metrics.json: eval/<task>/<metric>, categories included."""
+    flat = {}
+    for task, result in results.items():
+        for key, value in result.items():
+            if isinstance(value, int | float) and key != "seconds":
+                flat[f"eval/{task}/{key}"] = float(value)
+        for category, value in result.get("categories", {}).items():
+            flat[f"eval/{task}/{category}"] = value["accuracy"]
+    return flat
+
+
+def results_table(results: dict[str, Any]) -> str:
+    lines = ["# Evaluation", ""]
+    for task, result in results.items():
+        lines.append(f"## {task}: {headline(task, result)} ({result['seconds']} s)")
+        if task in CHOICE_TASKS:
+            lines += ["", f"{result['k_shot']}-shot.", "", "| category | accuracy | questions |", "|---|---|---|"]
+            for name, value in result["categories"].items():
+                lines.append(f"| {name} | {value['accuracy']:.4f} | {value['questions']} |")
+            lines += ["", "| subject | category | accuracy | questions |", "|---|---|---|---|"]
+            for name, value in result["subjects"].items():
+                lines.append(f"| {name} | {value['category']} | {value['accuracy']:.4f} | {value['questions']} |")
+        lines.append("")
+    return "\n".join(lines)
