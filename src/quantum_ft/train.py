@@ -17,6 +17,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 import quantum_ft
@@ -83,6 +84,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module = instantiate(cfg.stage, model=model, tokenizer=tokenizer, optimizer=instantiate(cfg.optimizer))
 
     callbacks, plugins = instantiate_dict(cfg.get("callbacks")), [AtomicCheckpointIO()]
+    if cfg.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(TQDMProgressBar())  # not Lightning's rich bar: its stdout proxy recurses in Jupyter
     if SubmititEnvironment.detect():  # a submitit job: its tasks are the ranks, and submitit owns requeueing
         plugins.append(SubmititEnvironment())
         callbacks.append(CheckpointAndRequeue())

@@ -5,10 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # not pyplot: saving a plot leaves the user's backend alone
 
 
 def read_metric_series(csv_root: Path, name: str) -> list[tuple[int, float]]:
@@ -38,7 +35,8 @@ def plot_losses(csv_root: Path, out_png: Path, title: str = "") -> Path | None:
     val = read_metric_series(csv_root, "val/loss")
     if not train and not val:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig = Figure(figsize=(7, 4.2), dpi=120)
+    ax = fig.subplots()
     if train:
         steps, values = zip(*train)
         ax.plot(steps, values, color="tab:blue", alpha=0.3, label="train/loss")
@@ -53,5 +51,4 @@ def plot_losses(csv_root: Path, out_png: Path, title: str = "") -> Path | None:
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png)
-    plt.close(fig)
     return out_png
