@@ -100,6 +100,7 @@ class FrozenSubmititLauncher(BaseSubmititLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.hydra_context is not None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        first_batch = not (sweep_dir / ".snapshot").exists()  # an Optuna study launches several batches
         snapshot = snapshot_code(sweep_dir / ".snapshot")
         loader = _loader_on(snapshot / "conf", self.hydra_context.config_loader)
         jobs = []
@@ -112,7 +113,8 @@ class FrozenSubmititLauncher(BaseSubmititLauncher):
         try:
             check_geometry(jobs, self.params)
         except ConfigError:
-            shutil.rmtree(snapshot)  # nothing was submitted: leave no half-made sweep behind
+            if first_batch:  # nothing was submitted: leave no half-made sweep behind
+                shutil.rmtree(snapshot)
             raise
         log.info("Code and config frozen for these jobs in %s", snapshot)
         with frozen_environment(snapshot):
