@@ -183,15 +183,20 @@ def test_evaluation_as_a_stage_after_training(tiny_cfg) -> None:
     assert read_metric_series(out / "csv", "eval/mmlu/accuracy")  # logged with the run
 
 
-def test_eval_of_a_run_and_an_unknown_checkpoint(tiny_cfg, tmp_path: Path) -> None:
+def test_eval_of_a_run_an_export_and_an_unknown_checkpoint(tiny_cfg, tmp_path: Path) -> None:
+    """A run (base + adapter) and its merged export answer the same; a folder that is neither is refused."""
     from quantum_ft.eval import evaluate
+    from quantum_ft.export import export
     from quantum_ft.train import train
     from quantum_ft.utils.config import ConfigError
 
-    run = tiny_cfg("adapter=vqc", "trainer.max_steps=2")
+    run = tiny_cfg("adapter=lora", "optimizer.lr=3e-2", "trainer.max_steps=2")
     train(run)
-    common = ["eval.max_samples=2", "eval.subjects=[anatomy]", "eval.k_shot=0"]
-    results = evaluate(compose_eval([f"checkpoint={run.paths.output_dir}", *common], tmp_path / "e"))
-    assert results["mmlu"]["questions"] == 2
+    common = ["eval.max_samples=3", "eval.subjects=[anatomy,sociology]", "eval.k_shot=1"]
+    from_run = evaluate(compose_eval([f"checkpoint={run.paths.output_dir}", *common], tmp_path / "e"))
+    exported = export(run.paths.output_dir, tmp_path / "merged")
+    from_export = evaluate(compose_eval([f"checkpoint={exported}", *common], tmp_path / "e3"))
+    assert from_run["mmlu"]["questions"] == from_export["mmlu"]["questions"] == 6
+    assert from_run["mmlu"]["subjects"] == from_export["mmlu"]["subjects"]
     with pytest.raises(ConfigError, match="not a training run"):
         evaluate(compose_eval([f"checkpoint={tmp_path}", *common], tmp_path / "e2"))
