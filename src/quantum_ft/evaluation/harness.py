@@ -4,7 +4,7 @@ The prompt of a question is the subject's header and its k dev questions with th
 for every question of the subject), then the question with its choices and the answer cue. The model's answer is
 the choice letter whose token has the highest logit at the position after the cue, as in MMLU's reference code.
 The prefix is run once per subject and its key/value cache reused for every batch of questions: the scores are
-those of the whole prompt (tested), at a fraction of the compute.
+those of the whole prompt (tested), and the prefix is computed once per subject instead of once per question.
 """
 
 from __future__ import annotations
