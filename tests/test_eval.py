@@ -91,6 +91,16 @@ def test_cached_batched_scores_equal_a_plain_forward_of_each_prompt(tiny_model, 
     assert result.correct == sum(p == q.answer for p, q in zip(result.predictions, SUBJECT.eval))
 
 
+def test_an_interrupted_exam_resumes_from_its_journal(tiny_model, smol_tokenizer, tmp_path: Path) -> None:
+    journal = tmp_path / "mmlu.jsonl"
+    first = evaluate_subjects(tiny_model, smol_tokenizer, [SUBJECT], k_shot=1, progress=False, journal=journal)
+    record = json.loads(journal.read_text())
+    assert record["name"] == "astronomy" and record["predictions"] == first[0].predictions
+    journal.write_text(json.dumps({**record, "correct": 99}) + "\n")  # proves the journal is read, not recomputed
+    again = evaluate_subjects(tiny_model, smol_tokenizer, [SUBJECT], k_shot=1, progress=False, journal=journal)
+    assert again[0].correct == 99
+
+
 def test_csv_readers_for_mmlu_and_headed_exams(tmp_path: Path) -> None:
     mmlu = load_local(conf_dir().parent / "src/quantum_ft/resources/mmlu.zip", "test", subjects=["anatomy"])
     assert len(mmlu) == 1 and len(mmlu[0].eval) == 135 and len(mmlu[0].dev) == 5

@@ -10,8 +10,10 @@ those of the whole prompt (tested), and the prefix is computed once per subject 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -112,20 +114,36 @@ def evaluate_subjects(
     batch_size: int = 8,
     progress: bool = True,
     desc: str = "eval",
+    journal: Path | None = None,
 ) -> list[SubjectResult]:
-    """Answer every question of every subject; one progress bar over all questions."""
+    """Answer every question of every subject; one progress bar over all questions.
+
+    With a `journal` (a JSON-lines file), each finished subject is appended to it and subjects already in it are
+    not evaluated again: an interrupted run of an hour-long exam resumes where it stopped.
+    """
     letters = letter_token_ids(tokenizer)
+    done = {}
+    if journal is not None and journal.is_file():
+        done = {r["name"]: SubjectResult(**r) for r in map(json.loads, journal.read_text().splitlines()) if r}
     was_training = model.training
     model.eval()
     results = []
     with tqdm(total=sum(len(s.eval) for s in subjects), desc=desc, disable=not progress, unit="q") as bar:
         for subject in subjects:
+            if subject.name in done and done[subject.name].total == len(subject.eval):
+                results.append(done[subject.name])
+                bar.update(len(subject.eval))
+                continue
             prefix_ids = tokenizer(template.prefix(subject, k_shot)).input_ids  # with BOS, if the model has one
             questions = [tokenizer(template.question(q), add_special_tokens=False).input_ids for q in subject.eval]
             scores = letter_scores(model, prefix_ids, questions, letters, batch_size) if questions else None
             predictions = [LETTERS[i] for i in scores.argmax(1).tolist()] if scores is not None else []
             correct = sum(p == q.answer for p, q in zip(predictions, subject.eval))
             results.append(SubjectResult(subject.name, subject.category, correct, len(subject.eval), predictions))
+            if journal is not None:
+                journal.parent.mkdir(parents=True, exist_ok=True)
+                with journal.open("a") as f:
+                    f.write(json.dumps(asdict(results[-1])) + "\n")
             bar.update(len(subject.eval))
             bar.set_postfix(subject=subject.name[:20])
     model.train(was_training)

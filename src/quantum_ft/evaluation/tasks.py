@@ -5,6 +5,7 @@ Used by `python -m quantum_ft.eval` and, after fit, by training (`eval.tasks=[..
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from quantum_ft.evaluation.choice_data import Subject, load_hub, load_local, load_mapping
 from quantum_ft.evaluation.harness import CHINESE, ENGLISH, evaluate_subjects, summarize
@@ -61,7 +62,15 @@ def run_evaluation(
             subjects = load_choice_task(task, settings)
             template = CHINESE if task in ("cmmlu", "ceval") else ENGLISH
             answers = evaluate_subjects(
-                model, tokenizer, subjects, template, settings.k_shot, settings.batch_size, progress, desc=task
+                model,
+                tokenizer,
+                subjects,
+                template,
+                settings.k_shot,
+                settings.batch_size,
+                progress,
+                desc=task,
+                journal=out_dir / "partial" / f"{task}-{_fingerprint(task, settings)}.jsonl",
             )
             results[task] = summarize(answers) | {"k_shot": settings.k_shot}
         else:
@@ -81,6 +90,12 @@ def run_evaluation(
     atomic_write(out_dir / "results.md", lambda tmp: Path(tmp).write_text(table))
     print(table, flush=True)
     return results
+
+
+def _fingerprint(task: str, settings: DictConfig) -> str:
+    """Names the settings a journal of answers is valid for (rerunning with other settings starts afresh)."""
+    key = [task, settings.k_shot, settings.get("max_samples"), OmegaConf.to_container(settings.get(task) or {})]
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def headline(task: str, result: dict[str, Any]) -> str:
