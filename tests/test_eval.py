@@ -14,7 +14,7 @@ from omegaconf import open_dict
 
 from quantum_ft.data.encode import IGNORE_INDEX, Encoded
 from quantum_ft.evaluation.choice_data import EvalDataError, Question, Subject, load_hub, load_local
-from quantum_ft.evaluation.harness import ENGLISH, evaluate_subjects, letter_scores, letter_token_ids
+from quantum_ft.evaluation.harness import ENGLISH, evaluate_subjects, letter_scores, letter_token_ids, summarize
 from quantum_ft.evaluation.text_metrics import perplexity, rouge_l, rouge_n, rouge_tokens, split_prompt_and_reference
 from quantum_ft.utils.config import conf_dir
 
@@ -89,6 +89,8 @@ def test_cached_batched_scores_equal_a_plain_forward_of_each_prompt(tiny_model, 
     result = evaluate_subjects(tiny_model, smol_tokenizer, [SUBJECT], k_shot=1, batch_size=2, progress=False)[0]
     assert result.predictions == ["ABCD"[i] for i in plain.argmax(1).tolist()]
     assert result.correct == sum(p == q.answer for p, q in zip(result.predictions, SUBJECT.eval))
+    counts = summarize([result])["predicted_letters"]
+    assert sum(counts.values()) == 3 and all(counts[p] >= 1 for p in result.predictions)
 
 
 def test_an_interrupted_exam_resumes_from_its_journal(tiny_model, smol_tokenizer, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Copy an evaluation run's results here and print the README's tables.
 
-    python -m quantum_ft.eval hydra.run.dir=/tmp/mmlu_full        # the run (about an hour on 2 CPU cores)
-    python experiments/mmlu_smollm2/report.py /tmp/mmlu_full      # results.json, results.md, tables
+python -m quantum_ft.eval hydra.run.dir=/tmp/mmlu_full        # the run (about an hour on 2 CPU cores)
+python experiments/mmlu_smollm2/report.py /tmp/mmlu_full      # results.json, results.md, tables
 """
 
 from __future__ import annotations
@@ -11,15 +11,24 @@ import shutil
 import sys
 from pathlib import Path
 
+from quantum_ft.evaluation.harness import SubjectResult, summarize
+
 HERE = Path(__file__).parent
 
 
 def main(run_dir: str) -> None:
     run = Path(run_dir)
-    for name in ("results.json", "results.md"):
-        shutil.copyfile(run / name, HERE / name)
-    mmlu = json.loads((HERE / "results.json").read_text())["mmlu"]
-    print(f"overall: {mmlu['accuracy']:.4f} over {mmlu['questions']:,} questions, {mmlu['seconds'] / 60:.1f} min")
+    if (run / "results.json").is_file():
+        for name in ("results.json", "results.md"):
+            shutil.copyfile(run / name, HERE / name)
+        mmlu = json.loads((HERE / "results.json").read_text())["mmlu"]
+        print(f"overall: {mmlu['accuracy']:.4f} over {mmlu['questions']:,} questions, {mmlu['seconds'] / 60:.1f} min")
+    else:  # still running, or stopped: what the journal holds so far
+        (journal,) = (run / "partial").glob("mmlu-*.jsonl")
+        answers = [SubjectResult(**json.loads(line)) for line in journal.read_text().splitlines() if line]
+        mmlu = summarize(answers)
+        print(f"PARTIAL: {len(answers)} of 57 subjects; {mmlu['accuracy']:.4f} over {mmlu['questions']:,} questions")
+    print("answers given:", ", ".join(f"{k} {v}" for k, v in mmlu["predicted_letters"].items()))
     print("\n| category | accuracy | questions |\n|---|---|---|")
     for name, value in mmlu["categories"].items():
         print(f"| {name} | {value['accuracy']:.4f} | {value['questions']:,} |")

@@ -158,9 +158,11 @@ def summarize(results: list[SubjectResult]) -> dict:
         totals[0] += r.correct
         totals[1] += r.total
     correct, total = sum(r.correct for r in results), sum(r.total for r in results)
+    predicted = {letter: sum(r.predictions.count(letter) for r in results) for letter in LETTERS}
     return {
         "accuracy": correct / total if total else float("nan"),
         "questions": total,
+        "predicted_letters": predicted,  # a model that always says "A" shows here, not in the accuracy
         "categories": {
             c: {"accuracy": k / n if n else float("nan"), "questions": n} for c, (k, n) in sorted(categories.items())
         },

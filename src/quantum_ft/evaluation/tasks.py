@@ -123,7 +123,9 @@ def results_table(results: dict[str, Any]) -> str:
     for task, result in results.items():
         lines.append(f"## {task}: {headline(task, result)} ({result['seconds']} s)")
         if task in CHOICE_TASKS:
-            lines += ["", f"{result['k_shot']}-shot.", "", "| category | accuracy | questions |", "|---|---|---|"]
+            letters = ", ".join(f"{k} {v}" for k, v in result.get("predicted_letters", {}).items())
+            lines += ["", f"{result['k_shot']}-shot. Answers given: {letters}.", ""]
+            lines += ["| category | accuracy | questions |", "|---|---|---|"]
             for name, value in result["categories"].items():
                 lines.append(f"| {name} | {value['accuracy']:.4f} | {value['questions']} |")
             lines += ["", "| subject | category | accuracy | questions |", "|---|---|---|---|"]
