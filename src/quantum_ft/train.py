@@ -52,7 +52,8 @@ def match_threads_to_allocation() -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fine-tune as configured; returns the final metrics (val/loss before and after, and the trainer's)."""
+    """Fine-tune as configured; returns the final metrics (the stage's val/loss or val/reward before and after,
+    and the trainer's)."""
     check_cuda_requirements(cfg)
     match_threads_to_allocation()
     log.info("quantum_ft %s from %s", cfg.get("task_name"), Path(quantum_ft.__file__).parent)
@@ -93,8 +94,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer, callbacks=callbacks, logger=instantiate_dict(cfg.get("logger")), plugins=plugins
     )
     metrics: dict[str, float] = {"trainable_params": trainable, "total_params": total}
+    monitor = getattr(module, "monitor", "val/loss")  # the stage's validation figure: val/loss, val/reward
     if cfg.get("validate_before") and ckpt_path is None:
-        metrics["val/loss_before"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
+        metrics[f"{monitor}_before"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0][monitor]
     if ckpt_path:
         log.info("Resuming from %s", ckpt_path)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -103,7 +105,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if torch.cuda.is_available():
         metrics["gpu_peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
     if cfg.get("validate_after"):
-        metrics["val/loss_after"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
+        metrics[f"{monitor}_after"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0][monitor]
 
     if trainer.is_global_zero and cfg.get("eval") and cfg.eval.tasks:  # evaluation as a stage after fit
         evaluation = flat_metrics(run_evaluation(module.model, tokenizer, cfg.eval, out / "eval", datamodule))
@@ -119,15 +121,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         (out / "metrics.json").write_text(
             json.dumps({"model": source.name, "adapter": adapter.name, **metrics}, indent=2)
         )
-        _report(out, artifact, plot, metrics)
+        _report(out, artifact, plot, metrics, monitor)
     return metrics
 
 
-def _report(out: Path, artifact: Path, plot: Path | None, metrics: dict[str, float]) -> None:
-    before, after = metrics.get("val/loss_before"), metrics.get("val/loss_after")
+def _report(out: Path, artifact: Path, plot: Path | None, metrics: dict[str, float], monitor: str) -> None:
+    before, after = metrics.get(f"{monitor}_before"), metrics.get(f"{monitor}_after")
     lines = ["", "=" * 72]
     if before is not None and after is not None:
-        lines.append(f"val/loss before training: {before:.4f}   after: {after:.4f}   ({after - before:+.4f})")
+        lines.append(f"{monitor} before training: {before:.4f}   after: {after:.4f}   ({after - before:+.4f})")
     lines += [
         f"outputs:     {out}",
         f"  artifact:  {artifact}   (PeftModel.from_pretrained / python -m quantum_ft.chat {out})",

@@ -21,7 +21,16 @@ from omegaconf import DictConfig
 from quantum_ft.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
-SHOWN_METRICS = ("val/loss_before", "val/loss_after", "train/loss", "global_step", "trainable_params", "wall_time_s")
+SHOWN_METRICS = (
+    "val/loss_before",
+    "val/loss_after",
+    "val/reward_before",
+    "val/reward_after",
+    "train/loss",
+    "global_step",
+    "trainable_params",
+    "wall_time_s",
+)
 
 
 def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:

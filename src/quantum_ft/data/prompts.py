@@ -1,0 +1,155 @@
+"""Prompts for reinforcement learning: chat-rendered prompt ids plus every other field of the record, which the
+reward functions receive as keyword columns (a reference answer, a graph, a Hamiltonian, ...)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import PreTrainedTokenizerBase
+
+from quantum_ft.data.datamodule import DatasetSpec
+from quantum_ft.data.formats import DataFormatError, read_hub_records, read_records, to_messages
+from quantum_ft.data.resumable import ResumableDataModule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prompt:
+    input_ids: list[int]
+    text: str  # the user's last message, what reward functions and logs show
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+def prompt_messages(record: dict[str, Any], fmt: str = "auto") -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """(messages up to the last user turn, columns). A record is {"prompt": text or messages, ...} or any SFT
+    format; a trailing assistant reply is not part of the prompt but becomes the column `reference`."""
+    columns = {k: v for k, v in record.items() if k not in {"prompt", "messages", "conversations"}}
+    if "prompt" in record:
+        prompt = record["prompt"]
+        if isinstance(prompt, str):
+            messages = [{"role": "user", "content": prompt}]
+        elif isinstance(prompt, list) and all(isinstance(m, dict) and "role" in m for m in prompt):
+            messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
+        else:
+            raise DataFormatError(f"'prompt' must be a string or a list of chat messages, got {prompt!r}.")
+    else:
+        record = {"output": "", **record} if "instruction" in record else record
+        messages = to_messages(record, fmt)
+        if messages[-1]["role"] == "assistant":
+            if messages[-1]["content"]:
+                columns["reference"] = messages[-1]["content"]
+            messages = messages[:-1]
+    if not messages or messages[-1]["role"] != "user":
+        raise DataFormatError("a prompt must end with a user message (the turn the policy answers).")
+    return messages, columns
+
+
+class PromptDataModule(ResumableDataModule):
+    """Batches of `batch_size` prompts; the stage samples `group_size` completions of each."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        datasets: list[dict[str, Any]],
+        system: str | None = None,
+        prompt_len: int = 512,
+        max_samples: int | None = None,
+        val_size: float | int = 0.1,
+        batch_size: int = 2,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        if not datasets:
+            raise DataFormatError("`data.datasets` is empty: configure at least one prompt dataset.")
+        self.tokenizer = tokenizer
+        self.specs = [DatasetSpec(**dict(d)) for d in datasets]
+        self.system = system
+        self.prompt_len = prompt_len
+        self.max_samples = max_samples
+        self.val_size = val_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.train_set: list[Prompt] = []
+        self.val_set: list[Prompt] = []
+        self.stats = PromptStats()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set:
+            return
+        prompts: list[Prompt] = []
+        for spec in self.specs:
+            raw = read_records(spec.path) if spec.path else read_hub_records(spec.name, spec.split, spec.subset)
+            raw = raw[: self.max_samples] if self.max_samples is not None else raw
+            for origin, record in raw:
+                try:
+                    messages, columns = prompt_messages(record, spec.format)
+                except (DataFormatError, KeyError, TypeError) as e:
+                    raise DataFormatError(f"{origin}: {e}") from e
+                if self.system and messages[0]["role"] != "system":
+                    messages = [{"role": "system", "content": self.system}, *messages]
+                text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                if len(ids) > self.prompt_len:
+                    self.stats.too_long += 1  # a cut prompt asks another question: leave it out
+                    continue
+                prompts.append(Prompt(ids, messages[-1]["content"], columns))
+            self.stats.records[spec.label] = len(raw)
+        if self.stats.too_long:
+            log.warning("%d prompts longer than prompt_len=%d were left out.", self.stats.too_long, self.prompt_len)
+        n_val = self.val_size if isinstance(self.val_size, int) else max(1, round(len(prompts) * self.val_size))
+        if n_val >= len(prompts):
+            raise DataFormatError(f"val_size={self.val_size} leaves no training prompt out of {len(prompts)}.")
+        random.Random(self.seed).shuffle(prompts)
+        self.val_set, self.train_set = prompts[:n_val], prompts[n_val:]
+        self.stats.train_prompts, self.stats.val_prompts = len(self.train_set), len(self.val_set)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.train_sampler(len(self.train_set), self.batch_size))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_sampler(len(self.val_set), self.eval_batch_size))
+
+    def _loader(self, data: list[Prompt], sampler: Any) -> DataLoader:
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        return DataLoader(data, batch_sampler=sampler, collate_fn=LeftPadCollator(pad), num_workers=self.num_workers)
+
+
+@dataclass
+class PromptStats:
+    records: dict[str, int] = field(default_factory=dict)
+    too_long: int = 0
+    train_prompts: int = 0
+    val_prompts: int = 0
+
+    def table(self) -> str:
+        rows = [f"  {name}: {n} records" for name, n in self.records.items()]
+        rows.append(f"  prompts: {self.train_prompts} train / {self.val_prompts} val, {self.too_long} too long")
+        return "\n".join(rows)
+
+
+class LeftPadCollator:
+    """Left padding, so that every prompt ends where generation starts."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, prompts: list[Prompt]) -> dict[str, Any]:
+        width = max(len(p.input_ids) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p.input_ids) :] = torch.tensor(p.input_ids)
+            mask[i, width - len(p.input_ids) :] = 1
+        names = sorted({k for p in prompts for k in p.columns})
+        columns = {k: [p.columns.get(k) for p in prompts] for k in names}
+        return {"input_ids": ids, "attention_mask": mask, "prompts": [p.text for p in prompts], "columns": columns}

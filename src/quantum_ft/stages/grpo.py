@@ -1,0 +1,175 @@
+"""GRPO: sample a group of completions per prompt, score them, and push up the better-than-the-group ones.
+
+One optimiser step per batch of prompts (num_iterations = 1), so the sampling policy is the policy being trained
+and its log-probabilities are the detached current ones. The reference policy of the KL term is the base model
+with the adapter switched off: no second copy of the weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from quantum_ft.stages.grpo_objective import (
+    AdvantageScale,
+    LossType,
+    completion_logprobs,
+    group_advantages,
+    grpo_loss,
+)
+from quantum_ft.stages.sft import SFTModule
+
+RewardFunction = Callable[..., list[float | None]]
+
+
+class GRPOModule(SFTModule):
+    monitor = "val/reward"
+    monitor_mode = "max"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        rewards: dict[str, RewardFunction],
+        reward_weights: dict[str, float] | None = None,
+        group_size: int = 4,
+        max_new_tokens: int = 128,
+        temperature: float = 0.7,
+        top_p: float = 0.9,
+        beta: float = 0.0,
+        epsilon: float = 0.2,
+        epsilon_high: float | None = None,
+        loss_type: LossType = "grpo",
+        scale_rewards: AdvantageScale = "group",
+        **sft_settings: Any,
+    ) -> None:
+        super().__init__(model, tokenizer, optimizer, **sft_settings)
+        if not rewards:
+            raise ValueError("stage.rewards is empty: GRPO needs at least one reward function.")
+        weights = dict(reward_weights or {})
+        unknown = sorted(set(weights) - set(rewards))
+        if unknown:
+            raise ValueError(f"stage.reward_weights names {unknown}, which are not in stage.rewards {sorted(rewards)}.")
+        if beta and not hasattr(model, "disable_adapter"):
+            raise ValueError(
+                "stage.beta > 0 compares the policy with the base model, which needs an adapter to switch off "
+                "(adapter=none trains every weight). Use an adapter or set stage.beta=0."
+            )
+        self.rewards = dict(rewards)
+        self.reward_weights = {name: float(weights.get(name, 1.0)) for name in self.rewards}
+        self.group_size = group_size
+        self.max_new_tokens = max_new_tokens
+        self.temperature, self.top_p = temperature, top_p
+        self.beta, self.epsilon, self.epsilon_high = beta, epsilon, epsilon_high
+        self.loss_type, self.scale_rewards = loss_type, scale_rewards
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    # ---------------------------------------------------------------- rollouts
+    @torch.no_grad()
+    def rollout(self, batch: dict[str, Any], samples: int, sample: bool = True) -> dict[str, Any]:
+        """`samples` completions of every prompt (prompt-major), their token mask and their rewards."""
+        was_training = self.model.training
+        self.model.eval()
+        settings = {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p} if sample else {}
+        sequences = self.model.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            max_new_tokens=self.max_new_tokens,
+            num_return_sequences=samples,
+            pad_token_id=self.pad_token_id,
+            **({"do_sample": False} | settings),
+        )
+        self.model.train(was_training)
+        width = batch["input_ids"].shape[1]
+        completion = sequences[:, width:]
+        mask, finished = completion_mask(completion, self.tokenizer.eos_token_id)
+        texts = self.tokenizer.batch_decode(
+            completion * mask + self.pad_token_id * (1 - mask), skip_special_tokens=True
+        )
+        columns = {k: [v for v in values for _ in range(samples)] for k, values in batch["columns"].items()}
+        prompts = [p for p in batch["prompts"] for _ in range(samples)]
+        ids = [row[: int(m.sum())].tolist() for row, m in zip(completion, mask)]
+        scores = {
+            name: _as_tensor(fn(prompts=prompts, completions=texts, completion_ids=ids, finished=finished, **columns))
+            for name, fn in self.rewards.items()
+        }
+        total = sum(self.reward_weights[name] * s.nan_to_num(0.0) for name, s in scores.items())
+        return {"completion": completion, "mask": mask, "texts": texts, "scores": scores, "reward": total}
+
+    def token_logprobs(self, batch: dict[str, Any], completion: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """log pi(completion token) at sampling temperature, for a prompt-major expansion of `batch`."""
+        prompt_ids = batch["input_ids"].repeat_interleave(self.group_size, 0)
+        prompt_mask = batch["attention_mask"].repeat_interleave(self.group_size, 0)
+        attention = torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=1)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding: as generate numbered them
+        logits = self.model(
+            input_ids=torch.cat([prompt_ids, completion], dim=1), attention_mask=attention, position_ids=positions
+        ).logits
+        width = prompt_ids.shape[1]
+        return completion_logprobs(logits[:, width - 1 : -1].float() / self.temperature, completion)
+
+    # ---------------------------------------------------------------- steps
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        out = self.rollout(batch, self.group_size)
+        advantages = group_advantages(out["reward"].to(self.device), self.group_size, self.scale_rewards)
+        logp = self.token_logprobs(batch, out["completion"], out["mask"])
+        ref_logp = None
+        if self.beta:
+            with torch.no_grad(), self._reference():
+                ref_logp = self.token_logprobs(batch, out["completion"], out["mask"])
+        result = grpo_loss(
+            logp,
+            logp.detach(),
+            advantages,
+            out["mask"],
+            ref_logp=ref_logp,
+            beta=self.beta,
+            epsilon=self.epsilon,
+            epsilon_high=self.epsilon_high,
+            loss_type=self.loss_type,
+            max_completion_length=self.max_new_tokens,
+        )
+        n = len(batch["prompts"])
+        reward = out["reward"]
+        self.log("train/loss", result.loss, on_step=True, prog_bar=True, batch_size=n)
+        self.log("train/reward", reward.mean(), on_step=True, prog_bar=True, batch_size=n)
+        self.log("train/reward_std", reward.view(-1, self.group_size).std(1).mean(), on_step=True, batch_size=n)
+        for name, s in out["scores"].items():
+            self.log(f"train/rewards/{name}", s.nanmean().nan_to_num(0.0), on_step=True, batch_size=n)
+        self.log("train/kl", result.kl, on_step=True, batch_size=n)
+        self.log("train/clip_fraction", result.clip_fraction, on_step=True, batch_size=n)
+        self.log("train/completion_tokens", out["mask"].sum(1).float().mean(), on_step=True, batch_size=n)
+        return result.loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Mean reward of one greedy completion per held-out prompt: what the policy does when not exploring."""
+        out = self.rollout(batch, samples=1, sample=False)
+        reward = out["reward"].mean()
+        self.log("val/reward", reward, on_epoch=True, prog_bar=True, batch_size=len(batch["prompts"]), sync_dist=True)
+        return reward
+
+    def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
+        pass  # tokens/s of the SFT stage counts padded prompt tokens here: the completion length is logged instead
+
+    @contextlib.contextmanager
+    def _reference(self) -> Iterator[None]:
+        with self.model.disable_adapter():
+            yield
+
+
+def completion_mask(completion: torch.Tensor, eos_token_id: int | None) -> tuple[torch.Tensor, list[bool]]:
+    """1 on each completion's tokens up to and including its first EOS; and whether it had one."""
+    if eos_token_id is None:
+        return torch.ones_like(completion), [False] * len(completion)
+    is_eos = completion == eos_token_id
+    after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0  # strictly after the first EOS
+    return (~after_eos).long(), is_eos.any(1).tolist()
+
+
+def _as_tensor(values: list[float | None]) -> torch.Tensor:
+    return torch.tensor([float("nan") if v is None else float(v) for v in values], dtype=torch.float32)
