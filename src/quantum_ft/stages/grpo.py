@@ -2,12 +2,13 @@
 
 One optimiser step per batch of prompts (num_iterations = 1), so the sampling policy is the policy being trained
 and its log-probabilities are the detached current ones. The reference policy of the KL term is the base model
-with the adapter switched off: no second copy of the weights.
+with the adapter switched off (no second copy of the weights), or a frozen copy when every weight is trained.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -55,11 +56,10 @@ class GRPOModule(SFTModule):
         unknown = sorted(set(weights) - set(rewards))
         if unknown:
             raise ValueError(f"stage.reward_weights names {unknown}, which are not in stage.rewards {sorted(rewards)}.")
+        # Full fine-tuning (adapter=none) has no adapter to switch off: the reference is a frozen copy (2x memory).
+        self.reference_model = None
         if beta and not hasattr(model, "disable_adapter"):
-            raise ValueError(
-                "stage.beta > 0 compares the policy with the base model, which needs an adapter to switch off "
-                "(adapter=none trains every weight). Use an adapter or set stage.beta=0."
-            )
+            self.reference_model = copy.deepcopy(model).eval().requires_grad_(False)
         self.rewards = dict(rewards)
         self.reward_weights = {name: float(weights.get(name, 1.0)) for name in self.rewards}
         self.group_size = group_size
@@ -158,8 +158,16 @@ class GRPOModule(SFTModule):
 
     @contextlib.contextmanager
     def _reference(self) -> Iterator[None]:
-        with self.model.disable_adapter():
+        """The reference policy stands in for self.model for the duration."""
+        if self.reference_model is None:
+            with self.model.disable_adapter():
+                yield
+            return
+        policy, self.model = self.model, self.reference_model.eval()  # Lightning's train() reaches it too
+        try:
             yield
+        finally:
+            self.model = policy
 
 
 def completion_mask(completion: torch.Tensor, eos_token_id: int | None) -> tuple[torch.Tensor, list[bool]]:

@@ -1,0 +1,211 @@
+"""The GRPO stage: prompt data, rewards by hand, the step's gradient against a plain per-sequence loop, learning,
+and a whole run through `train`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+
+from quantum_ft.data.formats import DataFormatError
+from quantum_ft.data.prompts import LeftPadCollator, Prompt, prompt_messages
+from quantum_ft.stages.grpo import GRPOModule, completion_mask
+from quantum_ft.stages.grpo_objective import group_advantages
+from quantum_ft.stages.rewards import ContainsReference, Diversity, EndsWithEOS, TagFormat, TargetLength
+from quantum_ft.train import train
+from tests.conftest import compose_train
+
+GRPO_TINY = [
+    "model=tiny",
+    "stage=grpo",
+    "data=rl_prompts",
+    "stage.max_new_tokens=8",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "trainer.enable_progress_bar=false",
+    "callbacks.sample_generations.max_new_tokens=4",
+    "logger=csv",
+]
+
+
+# ---------------------------------------------------------------- data
+def test_prompt_messages_from_each_record_shape() -> None:
+    messages, columns = prompt_messages({"prompt": "2+2=", "reference": "4", "graph": [1, 2]})
+    assert messages == [{"role": "user", "content": "2+2="}] and columns == {"reference": "4", "graph": [1, 2]}
+    messages, columns = prompt_messages({"instruction": "Add", "input": "2 and 2", "output": "4"})
+    assert messages == [{"role": "user", "content": "Add\n\n2 and 2"}] and columns["reference"] == "4"
+    messages, _ = prompt_messages({"instruction": "Name a colour."})  # no reply: a prompt-only alpaca record
+    assert messages == [{"role": "user", "content": "Name a colour."}]
+    with pytest.raises(DataFormatError, match="end with a user message"):
+        prompt_messages({"prompt": [{"role": "assistant", "content": "hi"}]})
+    with pytest.raises(DataFormatError, match="'prompt' must be"):
+        prompt_messages({"prompt": 3})
+
+
+def test_left_pad_collator() -> None:
+    batch = LeftPadCollator(pad_token_id=0)([Prompt([5, 6, 7], "a", {"x": 1}), Prompt([8], "b", {})])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert batch["prompts"] == ["a", "b"] and batch["columns"] == {"x": [1, None]}
+
+
+def test_prompt_datamodule_renders_chat_and_splits(tmp_path: Path, smol_tokenizer) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"q{i}", "answer": i}) + "\n" for i in range(6)))
+    cfg = compose_train(["stage=grpo", "data=rl_prompts", f"data.datasets=[{{path: {path}}}]", "data.val_size=2"])
+    dm = instantiate(cfg.data, tokenizer=smol_tokenizer)
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set)) == (4, 2)
+    p = dm.train_set[0]
+    rendered = smol_tokenizer.decode(p.input_ids)
+    assert rendered.endswith("<|im_start|>assistant\n") and f"{p.text}<|im_end|>" in rendered
+    assert p.columns["answer"] == int(p.text[1:])
+
+
+# ---------------------------------------------------------------- rewards and masks
+def test_rewards_by_hand() -> None:
+    completions = ["a b a b", "x" * 10, ""]
+    assert TargetLength(target=10)(["p"] * 3, completions) == pytest.approx([0.7, 1.0, 0.0])
+    assert Diversity()(["p"] * 3, completions) == pytest.approx([0.5, 1.0, 0.0])
+    assert EndsWithEOS()(["p"] * 2, ["a", "b"], finished=[True, False]) == [1.0, 0.0]
+    assert TagFormat()(["p"] * 2, ["<think>hm</think>\n<answer>4</answer>", "<answer>4</answer>"]) == [1.0, 0.0]
+    assert ContainsReference()(["p"] * 3, ["It is  PARIS.", "Lyon", "x"], reference=["paris", "Paris", None]) == [
+        1.0,
+        0.0,
+        None,
+    ]
+
+
+def test_completion_mask_stops_after_first_eos() -> None:
+    mask, finished = completion_mask(torch.tensor([[4, 2, 9, 2], [4, 5, 6, 7]]), eos_token_id=2)
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]] and finished == [True, False]
+
+
+# ---------------------------------------------------------------- the step
+def _module(*overrides: str) -> tuple[GRPOModule, dict]:
+    cfg = compose_train([*GRPO_TINY, *overrides])
+    source, adapter = instantiate(cfg.model), instantiate(cfg.adapter)
+    tokenizer = source.load_tokenizer()
+    dm = instantiate(cfg.data, tokenizer=tokenizer)
+    dm.setup("fit")
+    model = adapter.apply(source.load_model())
+    module = instantiate(cfg.stage, model=model, tokenizer=tokenizer, optimizer=instantiate(cfg.optimizer))
+    batch = LeftPadCollator(tokenizer.eos_token_id)(dm.train_set[:2])  # prompts of different lengths
+    return module, batch
+
+
+def test_step_gradient_matches_a_plain_loop_over_unpadded_sequences() -> None:
+    """With num_iterations = 1 the ratio is 1 and -J's gradient is -1/N sum_i A_i / |o_i| sum_t grad log pi(o_it):
+    recomputed here one sequence at a time, without padding, position ids or masks."""
+    torch.manual_seed(0)
+    module, batch = _module("stage.beta=0", "stage.group_size=3", "stage.temperature=1.0")
+    trained = [p for p in module.model.parameters() if p.requires_grad]
+    with torch.no_grad():
+        for p in trained:  # LoRA's B starts at 0: make the adapter matter
+            p.add_(torch.randn_like(p) * 0.2)
+    module.model.train()
+    for m in module.model.modules():  # no dropout: both computations must see the same function
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+
+    rollouts = {}
+    rollout = module.rollout
+
+    def keep(*args, **kwargs):
+        rollouts["out"] = rollout(*args, **kwargs)
+        return rollouts["out"]
+
+    module.rollout = keep
+    module.log = lambda *a, **k: None
+    loss = module.training_step(batch, 0)
+    loss.backward()
+    got = [p.grad.clone() for p in trained]
+    module.model.zero_grad()
+
+    out = rollouts["out"]
+    assert len(set(out["reward"].tolist())) > 1, "all rewards equal: the test would compare zeros"
+    advantages = group_advantages(out["reward"], 3)
+    total = 0.0
+    for i, (completion, mask) in enumerate(zip(out["completion"], out["mask"])):
+        prompt = batch["input_ids"][i // 3][batch["attention_mask"][i // 3].bool()]
+        tokens = completion[: int(mask.sum())]
+        logits = module.model(input_ids=torch.cat([prompt, tokens])[None]).logits[0, len(prompt) - 1 : -1]
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, tokens[:, None]).sum()
+        total = total - advantages[i] * logp / len(tokens)
+    (total / len(out["completion"])).backward()
+    for g, p in zip(got, trained):
+        torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_kl_is_zero_at_start_and_grows_with_training() -> None:
+    torch.manual_seed(0)
+    module, batch = _module("stage.beta=0.1")
+    logged = {}
+    module.log = lambda name, value, **k: logged.__setitem__(name, float(value.detach()))
+    module.training_step(batch, 0)
+    assert logged["train/kl"] == pytest.approx(0.0, abs=1e-10)  # LoRA starts as the identity: policy = reference
+    with torch.no_grad():
+        for p in module.model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    module.training_step(batch, 0)
+    assert logged["train/kl"] > 1e-4
+
+
+def test_full_finetune_with_kl_uses_a_frozen_copy() -> None:
+    module, batch = _module("adapter=none", "stage.beta=0.1")
+    assert module.reference_model is not None
+    assert not any(p.requires_grad for p in module.reference_model.parameters())
+    module.log = lambda *a, **k: None
+    module.training_step(batch, 0).backward()
+
+
+def test_bad_reward_weights_are_refused() -> None:
+    with pytest.raises(InstantiationException, match="not in stage.rewards"):
+        _module("+stage.reward_weights.typo=1.0")
+
+
+def test_grpo_raises_the_reward_it_is_given(tmp_path: Path) -> None:
+    """A reward a random model earns half of by chance and can learn in a few steps: the share of completion tokens
+    in the lower half of the vocabulary. Mean training reward must rise well above its start."""
+    cfg = compose_train(
+        [
+            *(o for o in GRPO_TINY if not o.startswith("callbacks.")),
+            "trainer.max_steps=25",
+            "trainer.val_check_interval=25",
+            "stage.max_new_tokens=6",
+            "stage.group_size=8",
+            "stage.beta=0",
+            "stage.temperature=1.0",
+            "stage.top_p=1.0",
+            "adapter=none",
+            "optimizer.lr=1e-3",
+            "~stage.rewards",
+            "~stage.reward_weights",
+            "+stage.rewards.token._target_=tests.test_grpo.TokenShare",
+            "validate_before=false",
+            "validate_after=false",
+            "callbacks=none",
+            "ckpt_path=null",
+        ],
+        tmp_path / "run",
+    )
+    train(cfg)
+    rewards = [
+        float(r["train/reward"])
+        for r in __import__("csv").DictReader((next((tmp_path / "run" / "csv").rglob("metrics.csv"))).open())
+        if r.get("train/reward")
+    ]
+    assert len(rewards) == 25
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.2
+
+
+class TokenShare:
+    """Share of completion tokens whose id is below half of SmolLM2's vocabulary (49,152)."""
+
+    def __call__(self, prompts, completions, completion_ids, **_):
+        return [sum(t < 24_576 for t in ids) / max(len(ids), 1) for ids in completion_ids]
