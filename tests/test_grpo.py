@@ -195,6 +195,7 @@ def test_grpo_raises_the_reward_it_is_given(tmp_path: Path) -> None:
         tmp_path / "run",
     )
     train(cfg)
+    assert (tmp_path / "run" / "reward_curve.png").is_file()
     rewards = [
         float(r["train/reward"])
         for r in __import__("csv").DictReader((next((tmp_path / "run" / "csv").rglob("metrics.csv"))).open())

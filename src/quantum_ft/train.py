@@ -116,7 +116,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if trainer.is_global_zero:
         artifact = save_artifact(out / "artifact", cfg, source, adapter, module.model, tokenizer)
-        plot = plot_losses(out / "csv", out / "loss_curve.png", title=f"{source.name} + {adapter.name}")
+        quantity = monitor.split("/", 1)[1]  # loss, or reward for GRPO
+        title = f"{source.name} + {adapter.name}"
+        plot = plot_losses(out / "csv", out / f"{quantity}_curve.png", title=title, quantity=quantity)
         metrics["wall_time_s"] = time.perf_counter() - started
         (out / "metrics.json").write_text(
             json.dumps({"model": source.name, "adapter": adapter.name, **metrics}, indent=2)

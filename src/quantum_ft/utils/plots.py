@@ -1,4 +1,4 @@
-"""The loss-curve PNG written at the end of every run."""
+"""The loss (or reward) curve PNG written at the end of every run."""
 
 from __future__ import annotations
 
@@ -30,21 +30,23 @@ def ema(values: list[float] | tuple[float, ...], decay: float = 0.8) -> list[flo
     return out
 
 
-def plot_losses(csv_root: Path, out_png: Path, title: str = "") -> Path | None:
-    train = read_metric_series(csv_root, "train/loss")
-    val = read_metric_series(csv_root, "val/loss")
+def plot_losses(csv_root: Path, out_png: Path, title: str = "", quantity: str = "loss") -> Path | None:
+    """train/<quantity> (raw and smoothed) and val/<quantity> against the optimiser step: loss, or GRPO's reward."""
+    train_name, val_name = f"train/{quantity}", f"val/{quantity}"
+    train = read_metric_series(csv_root, train_name)
+    val = read_metric_series(csv_root, val_name)
     if not train and not val:
         return None
     fig = Figure(figsize=(7, 4.2), dpi=120)
     ax = fig.subplots()
     if train:
         steps, values = zip(*train)
-        ax.plot(steps, values, color="tab:blue", alpha=0.3, label="train/loss")
-        ax.plot(steps, ema(values), color="tab:blue", label="train/loss (EMA 0.8)")
+        ax.plot(steps, values, color="tab:blue", alpha=0.3, label=train_name)
+        ax.plot(steps, ema(values), color="tab:blue", label=f"{train_name} (EMA 0.8)")
     if val:
-        ax.plot(*zip(*val), "o-", label="val/loss")
+        ax.plot(*zip(*val), "o-", label=val_name)
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(quantity)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
