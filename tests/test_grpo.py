@@ -17,7 +17,9 @@ from quantum_ft.stages.grpo import GRPOModule, completion_mask
 from quantum_ft.stages.grpo_objective import group_advantages
 from quantum_ft.stages.rewards import ContainsReference, Diversity, EndsWithEOS, TagFormat, TargetLength
 from quantum_ft.train import train
+from quantum_ft.utils.plots import read_metric_series
 from tests.conftest import compose_train
+from tests.helpers import Interrupt
 
 GRPO_TINY = [
     "model=tiny",
@@ -210,3 +212,32 @@ class TokenShare:
 
     def __call__(self, prompts, completions, completion_ids, **_):
         return [sum(t < 24_576 for t in ids) / max(len(ids), 1) for ids in completion_ids]
+
+
+@pytest.mark.parametrize("crash_step", [3, 5])
+def test_interrupted_grpo_run_resumes_to_the_same_rollouts(tmp_path: Path, crash_step: int) -> None:
+    """Crash after step 3 or 5 (checkpoints every 2 steps, 4 prompts an epoch), resume from step 2 or 4 (the end of
+    epoch 0): the sampled groups (each step seeded by run seed, rank and step) and so the per-step rewards and
+    losses equal an uninterrupted run's."""
+    common = [
+        *GRPO_TINY,
+        "trainer.max_steps=7",
+        "trainer.val_check_interval=3",
+        "callbacks.model_checkpoint.every_n_train_steps=2",
+        "stage.beta=0.04",
+        "adapter.dropout=0.1",
+    ]
+    train(compose_train(common, tmp_path / "straight"))
+    crashing = [
+        *common,
+        "+callbacks.crash._target_=tests.helpers.InterruptAfterStep",
+        f"+callbacks.crash.step={crash_step}",
+    ]
+    with pytest.raises(Interrupt):
+        train(compose_train(crashing, tmp_path / "resumed"))
+    train(compose_train(common, tmp_path / "resumed"))  # ckpt_path=auto finds last.ckpt
+    for metric in ("train/reward", "train/loss", "train/completion_tokens"):
+        expected = read_metric_series(tmp_path / "straight/csv", metric)
+        got = read_metric_series(tmp_path / "resumed/csv", metric)
+        assert len(expected) == 7 and [s for s, _ in got] == [s for s, _ in expected]
+        torch.testing.assert_close(torch.tensor([v for _, v in got]), torch.tensor([v for _, v in expected]))

@@ -40,10 +40,11 @@ def test_each_adapter_trains_a_few_steps(tiny_cfg, tmp_path: Path, adapter: str)
     assert len(read_metric_series(out / "csv", "train/loss")) == 4
 
 
-@pytest.mark.parametrize("crash_step", [7, 13])
+@pytest.mark.parametrize("crash_step", [7, 11, 13])
 def test_resumed_run_logs_the_same_losses(tiny_cfg, tmp_path: Path, crash_step: int) -> None:
-    """Crash after step 7 or 13 (checkpoints every 2 steps; 10 batches an epoch), resume from step 6 (epoch 0) or
-    12 (epoch 1), finish: the per-step losses in the CSV logs equal those of an uninterrupted run."""
+    """Crash after step 7, 11 or 13 (checkpoints every 2 steps; 10 batches an epoch), resume from step 6 (epoch 0),
+    10 (the last batch of epoch 0: the next epoch's DataLoader iterator draws random numbers before step 11) or 12
+    (epoch 1), finish: the per-step losses (dropout 0.2) in the CSV logs equal those of an uninterrupted run."""
     common = [
         "trainer.max_steps=14",
         "data.max_samples=28",

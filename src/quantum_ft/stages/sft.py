@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable
@@ -38,7 +39,11 @@ class SFTModule(L.LightningModule):
         self.warmup_steps, self.warmup_ratio, self.min_lr_ratio = warmup_steps, warmup_ratio, min_lr_ratio
         # Checkpoints hold only trained tensors, so loading one must not demand the frozen base.
         self.strict_loading = False
-        self._rng_to_restore: dict[str, Any] | None = None
+        # Every step draws its randomness (dropout, GRPO's sampling) from a seed of its own, derived from the
+        # run's seed (set by seed_everything before the module is built), the rank and the step: a resumed run
+        # repeats an uninterrupted one exactly, whatever else drew random numbers in between (a new epoch's
+        # DataLoader iterator does, after the last checkpoint of an epoch and before the next step).
+        self.base_seed = torch.initial_seed()
         self._step_started = 0.0
         if gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -61,6 +66,7 @@ class SFTModule(L.LightningModule):
         return loss
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        seed_step(self.base_seed, self.trainer.global_rank, self.trainer.global_step, batch_idx)
         self._step_started = time.perf_counter()
 
     def on_train_batch_end(self, outputs: Any, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -86,11 +92,9 @@ class SFTModule(L.LightningModule):
         return {f"model.{clean_parameter_name(n)}" for n, p in self.model.named_parameters() if p.requires_grad}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep only trained tensors (a LoRA checkpoint is megabytes, not the whole base) and the RNG
-        streams, so a resumed run draws the same dropout masks as an uninterrupted one."""
+        """Keep only trained tensors: a LoRA checkpoint is megabytes, not the whole base."""
         keys = self.trainable_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keys}
-        checkpoint["rng"] = rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved, expected = set(checkpoint["state_dict"]), self.trainable_keys()
@@ -100,33 +104,16 @@ class SFTModule(L.LightningModule):
                 "The checkpoint does not hold this run's trainable tensors (was it written with another adapter "
                 f"or model?). Missing e.g. {missing}; unexpected e.g. {unexpected}."
             )
-        self._rng_to_restore = checkpoint.get("rng")
-
-    def on_train_start(self) -> None:
-        if self._rng_to_restore is None:
-            return
-        set_rng_state(self._rng_to_restore)
-        self._rng_to_restore = None
 
 
-def rng_state() -> dict[str, Any]:
-    """Every RNG stream, as tensors and plain values (Lightning loads checkpoints with weights_only=True)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-        "python": random.getstate(),
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    random.setstate(state["python"])
+def seed_step(base_seed: int, rank: int, step: int, batch_idx: int) -> None:
+    """Seed torch (every device), numpy and random for one batch of one rank (batch_idx tells apart the
+    micro-batches of one optimiser step under gradient accumulation)."""
+    digest = hashlib.sha256(f"{base_seed}/{rank}/{step}/{batch_idx}".encode()).digest()
+    seed = int.from_bytes(digest[:8], "little") >> 1  # torch takes a non-negative int64
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
 
 
 class CausalLMModule(SFTModule):
