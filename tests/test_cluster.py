@@ -151,8 +151,17 @@ def test_slurm_sweep_over_two_adapters(slurm, tmp_path: Path) -> None:
     assert all(metrics(out / j)["global_step"] == 4 for j in ("0", "1"))
     jobs = submitted_job_ids(out)
     assert len(jobs) == 2 and len({j.split("_")[0] for j in jobs}) == 1  # one job array of two tasks
-    states = subprocess.run(["sacct", "-n", "-X", "-j", ",".join(jobs), "-o", "State"], capture_output=True, text=True)
-    assert states.stdout.split() == ["COMPLETED", "COMPLETED"]
+
+    def states() -> list[str]:
+        acct = subprocess.run(
+            ["sacct", "-n", "-X", "-j", ",".join(jobs), "-o", "State"], capture_output=True, text=True
+        )
+        return acct.stdout.split()
+
+    # submitit hands back a job's result as soon as the job wrote it; SLURM's accounting marks the job COMPLETED
+    # a moment later, once its process has exited
+    wait_for(lambda: "RUNNING" not in states() and "COMPLETING" not in states(), 60, "SLURM to account both jobs")
+    assert states() == ["COMPLETED", "COMPLETED"]
     summary = (out / "summary.md").read_text()
     assert "`adapter=lora`" in summary and "`adapter=vqc`" in summary and "**best**" in summary
 
