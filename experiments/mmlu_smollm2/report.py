@@ -11,29 +11,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from quantum_ft.evaluation.harness import SubjectResult, summarize
-from quantum_ft.evaluation.tasks import results_table
-
 HERE = Path(__file__).parent
 
 
 def main(run_dir: str) -> None:
     run = Path(run_dir)
-    if (run / "results.json").is_file():
-        for name in ("results.json", "results.md"):
-            shutil.copyfile(run / name, HERE / name)
-        mmlu = json.loads((HERE / "results.json").read_text())["mmlu"]
-        print(f"overall: {mmlu['accuracy']:.4f} over {mmlu['questions']:,} questions, {mmlu['seconds'] / 60:.1f} min")
-    else:  # still running, or stopped: what the journal holds so far, written here as a partial result
-        (journal,) = (run / "partial").glob("mmlu-*.jsonl")
-        answers = [SubjectResult(**json.loads(line)) for line in journal.read_text().splitlines() if line]
-        mmlu = summarize(answers) | {"k_shot": 5, "seconds": float("nan"), "partial": True}
-        (HERE / "results.json").write_text(json.dumps({"mmlu": mmlu}, indent=2))
-        table = results_table({"mmlu": mmlu}).replace(
-            "# Evaluation", f"# Evaluation (PARTIAL: {len(answers)} of 57 subjects)"
-        )
-        (HERE / "results.md").write_text(table)
-        print(f"PARTIAL: {len(answers)} of 57 subjects; {mmlu['accuracy']:.4f} over {mmlu['questions']:,} questions")
+    for name in ("results.json", "results.md"):
+        shutil.copyfile(run / name, HERE / name)
+    mmlu = json.loads((HERE / "results.json").read_text())["mmlu"]
+    print(f"overall: {mmlu['accuracy']:.4f} over {mmlu['questions']:,} questions, {mmlu['seconds'] / 60:.1f} min")
     print("answers given:", ", ".join(f"{k} {v}" for k, v in mmlu["predicted_letters"].items()))
     print("\n| category | accuracy | questions |\n|---|---|---|")
     for name, value in mmlu["categories"].items():

@@ -94,7 +94,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer, callbacks=callbacks, logger=instantiate_dict(cfg.get("logger")), plugins=plugins
     )
     metrics: dict[str, float] = {"trainable_params": trainable, "total_params": total}
-    monitor = getattr(module, "monitor", "val/loss")  # the stage's validation figure: val/loss, val/reward
+    monitor = module.monitor  # the stage's validation figure: val/loss, val/reward
     if cfg.get("validate_before") and ckpt_path is None:
         metrics[f"{monitor}_before"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0][monitor]
     if ckpt_path:

@@ -48,6 +48,11 @@ class DatasetSpec:
     def label(self) -> str:
         return self.path or f"{self.name}:{self.split}"
 
+    def read(self, max_samples: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """The first `max_samples` records (all with None), each with its origin ("file:line")."""
+        raw = read_records(self.path) if self.path else read_hub_records(self.name, self.split, self.subset)
+        return raw[:max_samples] if max_samples is not None else raw
+
     def fingerprint(self) -> str:
         if self.path:
             stat = Path(self.path).expanduser().stat()
@@ -128,19 +133,16 @@ class SFTDataModule(ResumableDataModule):
         rng = random.Random(self.seed)
         conversations = []
         for spec in self.specs:
-            raw = read_records(spec.path) if spec.path else read_hub_records(spec.name, spec.split, spec.subset)
             messages = []
-            for origin, record in raw:
+            for origin, record in spec.read(self.max_samples):
                 if not isinstance(record, dict):
                     raise DataFormatError(f"{origin}: a record must be a JSON object, got {type(record).__name__}.")
                 try:
                     messages.append(to_messages(record, spec.format))
                 except (DataFormatError, KeyError, TypeError, IndexError) as e:
                     raise DataFormatError(f"{origin}: {e}") from e
-            if self.max_samples is not None:
-                messages = messages[: self.max_samples]
             stats.records[spec.label] = len(messages)
-            conversations += _weighted(messages, spec.weight, rng)
+            conversations += weighted(messages, spec.weight, rng)
         if not conversations:
             raise DataFormatError(f"No usable record in {[s.label for s in self.specs]}: every dataset is empty.")
         rng.shuffle(conversations)
@@ -156,11 +158,7 @@ class SFTDataModule(ResumableDataModule):
             raise DataFormatError(
                 f"No record keeps an answer token within cutoff_len={self.cutoff_len}; raise `data.cutoff_len`."
             )
-        n_val = self.val_size if isinstance(self.val_size, int) else int(round(len(encoded) * self.val_size))
-        if self.val_size and n_val < 1:
-            n_val = 1
-        if n_val >= len(encoded):
-            raise DataFormatError(f"val_size={self.val_size} leaves no training sample out of {len(encoded)}.")
+        n_val = val_count(self.val_size, len(encoded))
         val, train = encoded[:n_val], encoded[n_val:]
         if self.packing:
             train = pack(train, self.cutoff_len)
@@ -256,7 +254,18 @@ def pack(samples: list[Encoded], cutoff_len: int) -> list[Encoded]:
     return packed
 
 
-def _weighted(items: list[Any], weight: float, rng: random.Random) -> list[Any]:
+def val_count(val_size: float | int, n: int) -> int:
+    """How many of `n` samples go to validation: an int counts them, a float is a fraction (at least one when
+    not zero); refused when nothing would be left to train on."""
+    n_val = val_size if isinstance(val_size, int) else int(round(n * val_size))
+    if val_size and n_val < 1:
+        n_val = 1
+    if n_val >= n:
+        raise DataFormatError(f"val_size={val_size} leaves no training sample out of {n}.")
+    return n_val
+
+
+def weighted(items: list[Any], weight: float, rng: random.Random) -> list[Any]:
     """`weight` copies of the list: whole copies for the integer part, a random subset for the fraction."""
     whole, frac = int(math.floor(weight)), weight - math.floor(weight)
     out = items * whole

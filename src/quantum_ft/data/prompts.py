@@ -12,8 +12,8 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from quantum_ft.data.datamodule import DatasetSpec
-from quantum_ft.data.formats import DataFormatError, read_hub_records, read_records, to_messages
+from quantum_ft.data.datamodule import DatasetSpec, val_count, weighted
+from quantum_ft.data.formats import DataFormatError, to_messages
 from quantum_ft.data.resumable import ResumableDataModule
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,11 @@ class PromptDataModule(ResumableDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set:
             return
+        rng = random.Random(self.seed)
         prompts: list[Prompt] = []
         for spec in self.specs:
-            raw = read_records(spec.path) if spec.path else read_hub_records(spec.name, spec.split, spec.subset)
-            raw = raw[: self.max_samples] if self.max_samples is not None else raw
+            raw = spec.read(self.max_samples)
+            kept: list[Prompt] = []
             for origin, record in raw:
                 try:
                     messages, columns = prompt_messages(record, spec.format)
@@ -102,14 +103,13 @@ class PromptDataModule(ResumableDataModule):
                 if len(ids) > self.prompt_len:
                     self.stats.too_long += 1  # a cut prompt asks another question: leave it out
                     continue
-                prompts.append(Prompt(ids, messages[-1]["content"], columns))
+                kept.append(Prompt(ids, messages[-1]["content"], columns))
             self.stats.records[spec.label] = len(raw)
+            prompts += weighted(kept, spec.weight, rng)  # datasets mix by weight, as for SFT
         if self.stats.too_long:
             log.warning("%d prompts longer than prompt_len=%d were left out.", self.stats.too_long, self.prompt_len)
-        n_val = self.val_size if isinstance(self.val_size, int) else max(1, round(len(prompts) * self.val_size))
-        if n_val >= len(prompts):
-            raise DataFormatError(f"val_size={self.val_size} leaves no training prompt out of {len(prompts)}.")
-        random.Random(self.seed).shuffle(prompts)
+        n_val = val_count(self.val_size, len(prompts))
+        rng.shuffle(prompts)
         self.val_set, self.train_set = prompts[:n_val], prompts[n_val:]
         self.stats.train_prompts, self.stats.val_prompts = len(self.train_set), len(self.val_set)
 
@@ -120,8 +120,8 @@ class PromptDataModule(ResumableDataModule):
         return self._loader(self.val_set, self.eval_sampler(len(self.val_set), self.eval_batch_size))
 
     def _loader(self, data: list[Prompt], sampler: Any) -> DataLoader:
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        return DataLoader(data, batch_sampler=sampler, collate_fn=LeftPadCollator(pad), num_workers=self.num_workers)
+        collate = LeftPadCollator(self.tokenizer.pad_token_id)  # model loading gives every tokenizer a pad token
+        return DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)
 
 
 @dataclass

@@ -29,7 +29,6 @@ RewardFunction = Callable[..., list[float | None]]
 
 class GRPOModule(SFTModule):
     monitor = "val/reward"
-    monitor_mode = "max"
 
     def __init__(
         self,
@@ -67,7 +66,7 @@ class GRPOModule(SFTModule):
         self.temperature, self.top_p = temperature, top_p
         self.beta, self.epsilon, self.epsilon_high = beta, epsilon, epsilon_high
         self.loss_type, self.scale_rewards = loss_type, scale_rewards
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_token_id = tokenizer.pad_token_id  # model loading gives every tokenizer a pad token
 
     # ---------------------------------------------------------------- rollouts
     @torch.no_grad()
@@ -101,13 +100,15 @@ class GRPOModule(SFTModule):
         total = sum(self.reward_weights[name] * s.nan_to_num(0.0) for name, s in scores.items())
         return {"completion": completion, "mask": mask, "texts": texts, "scores": scores, "reward": total}
 
-    def token_logprobs(self, batch: dict[str, Any], completion: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """log pi(completion token) at sampling temperature, for a prompt-major expansion of `batch`."""
+    def token_logprobs(
+        self, model: torch.nn.Module, batch: dict[str, Any], completion: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """log pi(completion token) under `model` at sampling temperature, for a prompt-major expansion of `batch`."""
         prompt_ids = batch["input_ids"].repeat_interleave(self.group_size, 0)
         prompt_mask = batch["attention_mask"].repeat_interleave(self.group_size, 0)
         attention = torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=1)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding: as generate numbered them
-        logits = self.model(
+        logits = model(
             input_ids=torch.cat([prompt_ids, completion], dim=1), attention_mask=attention, position_ids=positions
         ).logits
         width = prompt_ids.shape[1]
@@ -117,11 +118,11 @@ class GRPOModule(SFTModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.rollout(batch, self.group_size)
         advantages = group_advantages(out["reward"].to(self.device), self.group_size, self.scale_rewards)
-        logp = self.token_logprobs(batch, out["completion"], out["mask"])
+        logp = self.token_logprobs(self.model, batch, out["completion"], out["mask"])
         ref_logp = None
         if self.beta:
-            with torch.no_grad(), self._reference():
-                ref_logp = self.token_logprobs(batch, out["completion"], out["mask"])
+            with torch.no_grad(), self._reference() as reference:
+                ref_logp = self.token_logprobs(reference, batch, out["completion"], out["mask"])
         result = grpo_loss(
             logp,
             logp.detach(),
@@ -157,17 +158,13 @@ class GRPOModule(SFTModule):
         pass  # tokens/s of the SFT stage counts padded prompt tokens here: the completion length is logged instead
 
     @contextlib.contextmanager
-    def _reference(self) -> Iterator[None]:
-        """The reference policy stands in for self.model for the duration."""
+    def _reference(self) -> Iterator[torch.nn.Module]:
+        """The reference policy: the model with its adapter off, or the frozen copy."""
         if self.reference_model is None:
             with self.model.disable_adapter():
-                yield
-            return
-        policy, self.model = self.model, self.reference_model.eval()  # Lightning's train() reaches it too
-        try:
-            yield
-        finally:
-            self.model = policy
+                yield self.model
+        else:
+            yield self.reference_model.eval()  # Lightning's train() at fit start reaches the copy too
 
 
 def completion_mask(completion: torch.Tensor, eos_token_id: int | None) -> tuple[torch.Tensor, list[bool]]:

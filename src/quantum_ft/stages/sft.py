@@ -18,6 +18,8 @@ from quantum_ft.stages.sharding import clean_parameter_name
 
 
 class SFTModule(L.LightningModule):
+    monitor = "val/loss"  # the validation figure train() reports before and after fitting
+
     def __init__(
         self,
         model: torch.nn.Module,
