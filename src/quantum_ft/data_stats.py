@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from quantum_ft.data.datamodule import DataStats
-from quantum_ft.utils.config import conf_dir
+from quantum_ft.utils.config import config_path
 
 
 def data_stats(cfg: DictConfig) -> DataStats:
@@ -19,7 +19,7 @@ def data_stats(cfg: DictConfig) -> DataStats:
     return datamodule.stats
 
 
-@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")
+@hydra.main(version_base="1.3", config_path=config_path(), config_name="train")
 def main(cfg: DictConfig) -> None:
     stats = data_stats(cfg)
     print(f"data={cfg.data.datasets}  cutoff_len={cfg.data.cutoff_len}\n{stats.table()}")

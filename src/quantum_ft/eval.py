@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from quantum_ft.evaluation import flat_metrics, run_evaluation
 from quantum_ft.evaluation.tasks import CHOICE_TASKS
 from quantum_ft.utils.artifact import find_artifact, load_trained
-from quantum_ft.utils.config import ConfigError, conf_dir
+from quantum_ft.utils.config import ConfigError, config_path
 
 log = logging.getLogger("quantum_ft")
 
@@ -67,7 +67,7 @@ def run(cfg: DictConfig) -> float | None:
     return flat_metrics(results).get(cfg.get("optimized_metric"))
 
 
-main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="eval")(run)
+main = hydra.main(version_base="1.3", config_path=config_path(), config_name="eval")(run)
 
 if __name__ == "__main__":
     main()

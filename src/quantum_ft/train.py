@@ -27,7 +27,7 @@ from quantum_ft.evaluation import flat_metrics, run_evaluation
 from quantum_ft.models.base import ModelSource
 from quantum_ft.utils.artifact import save_artifact
 from quantum_ft.utils.checkpoint_io import AtomicCheckpointIO
-from quantum_ft.utils.config import ConfigError, check_cuda_requirements, conf_dir, resolve_ckpt_path
+from quantum_ft.utils.config import ConfigError, check_cuda_requirements, config_path, resolve_ckpt_path
 from quantum_ft.utils.plots import plot_losses
 
 log = logging.getLogger("quantum_ft")
@@ -197,7 +197,7 @@ def run(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("optimized_metric") or "val/loss_after")
 
 
-main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")(run)
+main = hydra.main(version_base="1.3", config_path=config_path(), config_name="train")(run)
 
 if __name__ == "__main__":
     main()

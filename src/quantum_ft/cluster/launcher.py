@@ -1,10 +1,10 @@
 """Submitit launchers that freeze code and config at submission and refuse a mismatched job geometry up front.
 
 hydra-submitit-launcher re-composes each job's YAML and imports the code when the job *starts*, so edits made while
-a sweep waits in the queue leak into it. Here every job's config is composed when the sweep is submitted, from a copy
-of conf/ taken then, and the jobs import quantum_ft from a copy of the package taken then (first on PYTHONPATH).
-Both copies live in `<sweep dir>/.snapshot/`. A requeued job (preemption, time limit) runs the same frozen config
-again, so it lands in the same output directory and resumes from its last checkpoint.
+a sweep waits in the queue leak into it. Here every job's config is composed when the sweep is submitted, from the
+configs of a copy of the package taken then (quantum_ft/conf is package data), and the jobs import quantum_ft from
+that copy (first on PYTHONPATH). The copy lives in `<sweep dir>/.snapshot/`. A requeued job (preemption, time
+limit) runs the same frozen config again, so it lands in the same output directory and resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -29,14 +29,15 @@ from omegaconf import DictConfig, open_dict
 
 import quantum_ft
 from quantum_ft.cluster.geometry import check_geometry
-from quantum_ft.utils.config import ConfigError, conf_dir
+from quantum_ft.utils.config import CONF_ENV, CONF_PACKAGE, ConfigError, conf_dir
 
 log = logging.getLogger(__name__)
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
 def snapshot_code(destination: Path) -> Path:
-    """Copy the quantum_ft package, its Hydra launcher plugin and conf/ into `destination` (once per sweep); returns it.
+    """Copy the quantum_ft package (its conf/ included) and its Hydra launcher plugin into `destination` (once per
+    sweep); returns it.
 
     Also records the git commit and uncommitted changes of the checkout, when there is one, in `git.txt`.
     """
@@ -48,7 +49,9 @@ def snapshot_code(destination: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(package, tmp / "src" / "quantum_ft", ignore=_IGNORE)
     shutil.copytree(plugins, tmp / "src" / "hydra_plugins" / plugins.name, ignore=_IGNORE)
-    shutil.copytree(conf_dir(), tmp / "conf", ignore=_IGNORE)
+    if conf_dir() != package / "conf":  # $QUANTUM_FT_CONF_DIR: the configs in use are not the package's own
+        shutil.rmtree(tmp / "src" / "quantum_ft" / "conf")
+        shutil.copytree(conf_dir(), tmp / "src" / "quantum_ft" / "conf", ignore=_IGNORE)
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
         git = ["git", "-C", str(package)]
         commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
@@ -58,16 +61,20 @@ def snapshot_code(destination: Path) -> Path:
     return destination
 
 
+def snapshot_conf(snapshot: Path) -> Path:
+    return snapshot / "src" / "quantum_ft" / "conf"
+
+
 @contextlib.contextmanager
 def frozen_environment(snapshot: Path) -> Iterator[None]:
     """Jobs submitted inside this block import quantum_ft and read conf/ from the snapshot.
 
     sbatch exports the submitting environment by default and submitit's local executor inherits it.
     """
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "QUANTUM_FT_CONF_DIR")}
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", CONF_ENV)}
     paths = [str(snapshot / "src"), *filter(None, (saved["PYTHONPATH"] or "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)
-    os.environ["QUANTUM_FT_CONF_DIR"] = str(snapshot / "conf")
+    os.environ[CONF_ENV] = str(snapshot_conf(snapshot))
     try:
         yield
     finally:
@@ -78,14 +85,14 @@ def frozen_environment(snapshot: Path) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _loader_on(snapshot_conf: Path, loader: ConfigLoaderImpl) -> ConfigLoaderImpl:
+def _loader_on(conf: Path, loader: ConfigLoaderImpl) -> ConfigLoaderImpl:
     """A config loader like `loader` whose primary config directory is the snapshot's conf/."""
     search_path = copy.deepcopy(loader.config_search_path)
-    live = {str(conf_dir()), f"file://{conf_dir()}"}
+    live = {str(conf_dir()), f"file://{conf_dir()}", CONF_PACKAGE}
     elements = search_path.get_path()
     for i, element in enumerate(elements):
         if element.path in live:
-            elements[i] = SearchPathElement(element.provider, str(snapshot_conf))
+            elements[i] = SearchPathElement(element.provider, str(conf))
     return ConfigLoaderImpl(config_search_path=search_path)
 
 
@@ -102,7 +109,7 @@ class FrozenSubmititLauncher(BaseSubmititLauncher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         first_batch = not (sweep_dir / ".snapshot").exists()  # an Optuna study launches several batches
         snapshot = snapshot_code(sweep_dir / ".snapshot")
-        loader = _loader_on(snapshot / "conf", self.hydra_context.config_loader)
+        loader = _loader_on(snapshot_conf(snapshot), self.hydra_context.config_loader)
         jobs = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             cfg = loader.load_sweep_config(self.config, list(overrides))

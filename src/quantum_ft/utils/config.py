@@ -10,11 +10,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 
+CONF_PACKAGE = "pkg://quantum_ft.conf"
+CONF_ENV = "QUANTUM_FT_CONF_DIR"
+
+
 def conf_dir() -> Path:
-    """Absolute path of conf/ (a path relative to a module breaks console-script entry points)."""
-    if os.environ.get("QUANTUM_FT_CONF_DIR"):
-        return Path(os.environ["QUANTUM_FT_CONF_DIR"]).resolve()
-    return Path(__file__).resolve().parents[3] / "conf"
+    """The directory of the configs: quantum_ft/conf inside the installed package (package data), or
+    $QUANTUM_FT_CONF_DIR when set (a sweep's frozen snapshot, or a test's edited copy)."""
+    if os.environ.get(CONF_ENV):
+        return Path(os.environ[CONF_ENV]).resolve()
+    return Path(__file__).resolve().parents[1] / "conf"
+
+
+def config_path() -> str:
+    """What the entry points give `hydra.main`: the package's configs by `pkg://` (they work from a plain
+    `pip install .`, whatever the working directory), or the directory $QUANTUM_FT_CONF_DIR names."""
+    return f"file://{conf_dir()}" if os.environ.get(CONF_ENV) else CONF_PACKAGE
 
 
 def resource(name: str) -> str:
