@@ -6,34 +6,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from transformers import TextStreamer
 
-from quantum_ft.utils.artifact import load_trained
-from quantum_ft.utils.config import conf_dir
-
-
-def load_base(model_name: str) -> tuple[torch.nn.Module, object]:
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={model_name}", "paths.output_dir=."])
-    source = instantiate(cfg.model)
-    return source.load_model(), source.load_tokenizer()
+from quantum_ft.models.build import build_model
+from quantum_ft.utils.config import compose_config
+from quantum_ft.utils.text import Messages, render_prompt
 
 
 @torch.no_grad()
-def reply(model, tokenizer, messages: list[dict[str, str]], max_new_tokens: int, stream: bool) -> str:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(next(model.parameters()).device)
+def reply(model: torch.nn.Module, tokenizer: Any, messages: Messages, max_new_tokens: int, stream: bool) -> str:
+    """A greedy reply to a conversation, streamed to the terminal as it is generated when `stream`."""
+    enc = tokenizer(render_prompt(tokenizer, messages), return_tensors="pt", add_special_tokens=False)
+    enc = enc.to(next(model.parameters()).device)
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
     out = model.generate(
-        **enc,
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        pad_token_id=tokenizer.pad_token_id,
-        streamer=streamer,
+        **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id, streamer=streamer
     )
     return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
@@ -47,23 +37,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     args = parser.parse_args(argv)
 
-    if args.run_dir:
-        model, tokenizer, _, _ = load_trained(args.run_dir)
-    else:
-        model, tokenizer = load_base(args.model)
-    model.eval()
+    cfg = compose_config("eval", [f"model={args.model}"])
+    cfg.checkpoint = args.run_dir  # a path as it is: no override grammar to quote it for
+    built = build_model(cfg)
+    model, tokenizer = built.model.eval(), built.tokenizer
     history = [{"role": "system", "content": args.system}] if args.system else []
 
     if args.prompt is not None:
-        print(
-            reply(
-                model,
-                tokenizer,
-                [*history, {"role": "user", "content": args.prompt}],
-                args.max_new_tokens,
-                stream=False,
-            )
-        )
+        messages = [*history, {"role": "user", "content": args.prompt}]
+        print(reply(model, tokenizer, messages, args.max_new_tokens, stream=False))
         return
     print("Chat (/reset clears history, /exit quits)")
     while True:

@@ -8,11 +8,11 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from quantum_ft.data.datamodule import DataStats
+from quantum_ft.data.base import Stats
 from quantum_ft.utils.config import config_path
 
 
-def data_stats(cfg: DictConfig) -> DataStats:
+def data_stats(cfg: DictConfig) -> Stats:
     tokenizer = instantiate(cfg.model).load_tokenizer()
     datamodule = instantiate(cfg.data, tokenizer=tokenizer)
     datamodule.setup("fit")

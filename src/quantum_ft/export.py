@@ -4,23 +4,23 @@ standalone Hugging Face model directory (loadable with AutoModelForCausalLM, no 
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import torch
 
-from quantum_ft.utils.artifact import load_trained
-
-log = logging.getLogger(__name__)
+from quantum_ft.models.build import from_checkpoint
+from quantum_ft.utils.config import ConfigError
 
 
 def export(run_dir: str | Path, out: str | Path) -> Path:
     """Merge in full precision: a QLoRA adapter is folded into the de-quantised (not the 4-bit) base."""
-    model, tokenizer, adapter, _ = load_trained(run_dir, quantized=False)
-    merged = adapter.merge(model)
+    built = from_checkpoint(Path(run_dir).expanduser(), quantized=False)
+    if built.adapter is None:
+        raise ConfigError(f"{run_dir} is an exported model already: there is no adapter to merge.")
+    merged = built.adapter.merge(built.model)
     out = Path(out)
     merged.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    built.tokenizer.save_pretrained(out)
     return out
 
 

@@ -1,15 +1,18 @@
 """`python -m quantum_ft.train`: compose a config, build everything from it, fine-tune, write the artifact.
 
-The Hydra entry point is thin; `train(cfg)` is a plain function the tests call with a composed config.
+Three named phases, each a plain function the tests call with a composed config:
+  build(cfg) -> Run      model source, adapter, model, data, stage module, callbacks, loggers, trainer
+  fit(run)               validation before, training (resumed from a checkpoint when there is one)
+  finalize(run)          validation after, evaluation, artifact, plot, metrics.json, report
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,39 +24,46 @@ from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 import quantum_ft
-from quantum_ft.adapters.base import Adapter, count_parameters
-from quantum_ft.cluster import CheckpointAndRequeue, SubmititEnvironment
+from quantum_ft.adapters.base import count_parameters
+from quantum_ft.artifacts import AtomicCheckpointIO, save_artifact
+from quantum_ft.cluster import check_launch, job_plugins_and_callbacks, match_threads_to_allocation
+from quantum_ft.data.base import DataModule
 from quantum_ft.evaluation import flat_metrics, run_evaluation
-from quantum_ft.models.base import ModelSource
-from quantum_ft.utils.artifact import save_artifact
-from quantum_ft.utils.checkpoint_io import AtomicCheckpointIO
+from quantum_ft.models.build import BuiltModel, build_model
+from quantum_ft.stages.base import StageModule
 from quantum_ft.utils.config import ConfigError, check_cuda_requirements, config_path, resolve_ckpt_path
 from quantum_ft.utils.plots import plot_losses
 
 log = logging.getLogger("quantum_ft")
-# Mid-epoch resume is exact here: SFTDataModule stores the position and its sampler skips what was trained,
+# Mid-epoch resume is exact here: the DataModule stores the position and its sampler skips what was trained,
 # which Lightning's check for a stateful *dataloader* does not see.
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
-def instantiate_dict(section: DictConfig | None, **kwargs: Any) -> list[Any]:
+@dataclass
+class Run:
+    """Everything one training run is made of, as build() assembled it."""
+
+    cfg: DictConfig
+    out: Path
+    built: BuiltModel
+    datamodule: DataModule
+    module: StageModule
+    trainer: L.Trainer
+    ckpt_path: str | None
+    started: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def instantiate_dict(section: DictConfig | None) -> list[Any]:
     """Instantiate every `_target_` entry of a config section (callbacks, loggers), skipping nulls."""
     if not section:
         return []
-    return [instantiate(c, **kwargs) for c in section.values() if c is not None and "_target_" in c]
+    return [instantiate(c) for c in section.values() if c is not None and "_target_" in c]
 
 
-def match_threads_to_allocation() -> None:
-    """In a SLURM job, use the CPUs allocated to the task, not every core of the node (torch's default), which
-    oversubscribes a node shared by several tasks. OMP_NUM_THREADS, when set, wins."""
-    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if cpus and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(int(cpus))
-
-
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fine-tune as configured; returns the final metrics (the stage's val/loss or val/reward before and after,
-    and the trainer's)."""
+def build(cfg: DictConfig) -> Run:
+    """Check the config, then make the model, data, stage and trainer it describes."""
     check_cuda_requirements(cfg)
     match_threads_to_allocation()
     log.info("quantum_ft %s from %s", cfg.get("task_name"), Path(quantum_ft.__file__).parent)
@@ -62,72 +72,96 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out)
     L.seed_everything(cfg.seed, workers=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
-
     started = time.perf_counter()
-    source: ModelSource = instantiate(cfg.model)
-    adapter: Adapter = instantiate(cfg.adapter)
-    tokenizer = source.load_tokenizer()
-    datamodule = instantiate(cfg.data, tokenizer=tokenizer)
+
+    built = build_model(cfg)
+    datamodule: DataModule = instantiate(cfg.data, tokenizer=built.tokenizer)
     datamodule.setup("fit")
-    tokenizer = datamodule.tokenizer  # text data brings its own (char / byte level)
+    built.tokenizer = datamodule.tokenizer  # text data brings its own (char / byte level)
     log.info("Data:\n%s", datamodule.stats.table())
-    model = adapter.apply(source.load_model(quantization_config=adapter.quantization_config()))
-    trainable, total = count_parameters(model)
+    trainable, total = count_parameters(built.model)
     log.info(
-        "Model %s + adapter %s: %s trainable of %s parameters (%.4f%%), loaded in %.1f s",
-        source.name,
-        adapter.name,
+        "Model %s: %s trainable of %s parameters (%.4f%%), loaded in %.1f s",
+        built.description,
         f"{trainable:,}",
         f"{total:,}",
         100 * trainable / total,
         time.perf_counter() - started,
     )
-    module = instantiate(cfg.stage, model=model, tokenizer=tokenizer, optimizer=instantiate(cfg.optimizer))
+    module = instantiate(cfg.stage, model=built.model, tokenizer=built.tokenizer, optimizer=instantiate(cfg.optimizer))
 
-    callbacks, plugins = instantiate_dict(cfg.get("callbacks")), [AtomicCheckpointIO()]
+    job_plugins, job_callbacks = job_plugins_and_callbacks()
+    callbacks = [*instantiate_dict(cfg.get("callbacks")), *instantiate_dict(cfg.distributed.get("callbacks"))]
     if cfg.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(TQDMProgressBar())  # not Lightning's rich bar: its stdout proxy recurses in Jupyter
-    if SubmititEnvironment.detect():  # a submitit job: its tasks are the ranks, and submitit owns requeueing
-        plugins.append(SubmititEnvironment())
-        callbacks.append(CheckpointAndRequeue())
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=instantiate_dict(cfg.get("logger")), plugins=plugins
+        cfg.trainer,
+        callbacks=callbacks + job_callbacks,
+        logger=instantiate_dict(cfg.get("logger")),
+        plugins=[AtomicCheckpointIO(), *job_plugins],
     )
-    metrics: dict[str, float] = {"trainable_params": trainable, "total_params": total}
-    monitor = module.monitor  # the stage's validation figure: val/loss, val/reward
-    if cfg.get("validate_before") and ckpt_path is None:
-        metrics[f"{monitor}_before"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0][monitor]
-    if ckpt_path:
-        log.info("Resuming from %s", ckpt_path)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    metrics["global_step"] = trainer.global_step
-    if torch.cuda.is_available():
-        metrics["gpu_peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
-    if cfg.get("validate_after"):
-        metrics[f"{monitor}_after"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0][monitor]
+    run = Run(cfg, out, built, datamodule, module, trainer, ckpt_path, started)
+    run.metrics.update(trainable_params=trainable, total_params=total)
+    return run
 
-    if trainer.is_global_zero and cfg.get("eval") and cfg.eval.tasks:  # evaluation as a stage after fit
-        evaluation = flat_metrics(run_evaluation(module.model, tokenizer, cfg.eval, out / "eval", datamodule))
-        for logger in trainer.loggers:
-            logger.log_metrics(evaluation, step=trainer.global_step)
+
+def fit(run: Run) -> None:
+    """Validate before (a fresh run), then train; resumes from `run.ckpt_path` when set."""
+    monitor = run.module.monitor
+    if run.cfg.get("validate_before") and run.ckpt_path is None:
+        run.metrics[f"{monitor}_before"] = validate(run)
+    if run.ckpt_path:
+        log.info("Resuming from %s", run.ckpt_path)
+    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+    run.metrics.update({k: float(v) for k, v in run.trainer.callback_metrics.items()})
+    run.metrics["global_step"] = run.trainer.global_step
+    if torch.cuda.is_available():
+        run.metrics["gpu_peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
+
+
+def validate(run: Run) -> float:
+    return run.trainer.validate(run.module, datamodule=run.datamodule, verbose=False)[0][run.module.monitor]
+
+
+def finalize(run: Run) -> dict[str, float]:
+    """Validate after, evaluate, and (on rank 0) write the artifact, the curve, metrics.json and the report."""
+    cfg, out, metrics, monitor = run.cfg, run.out, run.metrics, run.module.monitor
+    if cfg.get("validate_after"):
+        metrics[f"{monitor}_after"] = validate(run)
+    if not run.trainer.is_global_zero:
+        return metrics
+    if cfg.get("eval") and cfg.eval.tasks:  # evaluation as a stage after fit
+        tokenizer = run.built.tokenizer
+        evaluation = flat_metrics(run_evaluation(run.module.model, tokenizer, cfg.eval, out / "eval", run.datamodule))
+        for logger in run.trainer.loggers:
+            logger.log_metrics(evaluation, step=run.trainer.global_step)
             logger.save()
         metrics.update(evaluation)
-
-    if trainer.is_global_zero:
-        artifact = save_artifact(out / "artifact", cfg, source, adapter, module.model, tokenizer)
-        quantity = monitor.split("/", 1)[1]  # loss, or reward for GRPO
-        title = f"{source.name} + {adapter.name}"
-        plot = plot_losses(out / "csv", out / f"{quantity}_curve.png", title=title, quantity=quantity)
-        metrics["wall_time_s"] = time.perf_counter() - started
-        (out / "metrics.json").write_text(
-            json.dumps({"model": source.name, "adapter": adapter.name, **metrics}, indent=2)
-        )
-        _report(out, artifact, plot, metrics, monitor)
+    built = run.built
+    artifact = save_artifact(
+        out / "artifact",
+        cfg,
+        built.source.describe(),
+        lambda d: built.adapter.save(run.module.model, d),
+        built.tokenizer,
+    )
+    quantity = monitor.split("/", 1)[1]  # loss, or reward for GRPO
+    plot = plot_losses(out / "csv", out / f"{quantity}_curve.png", title=built.description, quantity=quantity)
+    metrics["wall_time_s"] = time.perf_counter() - run.started
+    summary = {"model": built.source.name, "adapter": built.adapter.name, **metrics}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    print(report(out, artifact, plot, metrics, monitor), flush=True)
     return metrics
 
 
-def _report(out: Path, artifact: Path, plot: Path | None, metrics: dict[str, float], monitor: str) -> None:
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fine-tune as configured; returns the final metrics (the stage's monitor before and after, the trainer's)."""
+    run = build(cfg)
+    fit(run)
+    return finalize(run)
+
+
+def report(out: Path, artifact: Path, plot: Path | None, metrics: dict[str, float], monitor: str) -> str:
     before, after = metrics.get(f"{monitor}_before"), metrics.get(f"{monitor}_after")
     lines = ["", "=" * 72]
     if before is not None and after is not None:
@@ -147,7 +181,21 @@ def _report(out: Path, artifact: Path, plot: Path | None, metrics: dict[str, flo
     if plot:
         lines.append(f"  plot:      {plot}")
     lines.append("=" * 72)
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
+
+
+def optimized_value(cfg: DictConfig, metrics: dict[str, float], required: bool) -> float | None:
+    """The figure a sweeper optimises: `optimized_metric` (by default the stage's monitor after training:
+    val/loss_after, val/reward_after). A sweep (`required`) cannot go on without it: missing, it raises."""
+    name = cfg.get("optimized_metric")
+    if name in metrics:
+        return metrics[name]
+    if required:
+        raise ConfigError(
+            f"optimized_metric={name} was not measured by this run; it measured: {', '.join(sorted(metrics))}. "
+            "Choose one of those, or keep validate_after=true for the stage's default."
+        )
+    return None
 
 
 def close_loggers() -> None:
@@ -158,43 +206,21 @@ def close_loggers() -> None:
         sys.modules["wandb"].finish()
 
 
-def check_launch(cfg: DictConfig) -> None:
-    """What the launcher and the job's process layout cannot do together, said before anything loads.
-
-    cluster=slurm / submitit_local act through Hydra's launcher, which only runs in multirun mode; and in a
-    multirun on this machine, Lightning would start extra device processes by re-running the whole `-m` command
-    line, i.e. the whole sweep (Hydra #2231): submitit starts one process per device instead.
-    """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if SubmititEnvironment.detect():
-        return
-    name = cfg.get("cluster", {}).get("name", "local")
-    mode = HydraConfig.get().mode
-    if name != "local" and mode == RunMode.RUN:
-        log.warning("cluster=%s submits jobs only in multirun mode: add -m. Running here, in this process.", name)
-    devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
-    if mode == RunMode.MULTIRUN and ((isinstance(devices, int) and devices > 1) or nodes > 1):
-        raise ConfigError(
-            f"trainer.devices={devices} (num_nodes={nodes}) in a multirun on this machine: Lightning would start "
-            "each extra process by re-running the whole sweep. Use cluster=submitit_local (or cluster=slurm), "
-            "which starts one process per device, or run the job without -m."
-        )
-
-
 def run(cfg: DictConfig) -> float | None:
     """The Hydra task: train, always close the loggers, return the metric a sweeper optimises.
 
     A module-level function (wrapped below, not decorated) so submitit pickles it by reference and a job imports it
     from the code snapshot of its sweep.
     """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     check_launch(cfg)
     try:
         metrics = train(cfg)
     finally:
         close_loggers()
-    return metrics.get(cfg.get("optimized_metric") or "val/loss_after")
+    return optimized_value(cfg, metrics, required=HydraConfig.get().mode == RunMode.MULTIRUN)
 
 
 main = hydra.main(version_base="1.3", config_path=config_path(), config_name="train")(run)

@@ -10,7 +10,7 @@ from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_t
 from transformers import PreTrainedModel
 
 from quantum_ft.adapters.base import Adapter
-from quantum_ft.models.base import resolve_dtype
+from quantum_ft.utils.dtypes import resolve_dtype
 
 
 class PeftAdapter(Adapter):

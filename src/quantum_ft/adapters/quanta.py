@@ -65,7 +65,9 @@ def num_parameters(dims: list[int]) -> int:
 @dataclass
 class QuanTAConfig(PeftConfig):
     per_dim_features: list[int] = field(default_factory=lambda: [16, 8, 4, 2], metadata={"help": "axis sizes"})
-    q_d: int | None = field(default=None, metadata={"help": "number of axes (the seed's q_d); = len(per_dim_features)"})
+    q_d: int | None = field(
+        default=None, metadata={"help": "number of axes (the pyvqnet demo's q_d); = len(per_dim_features)"}
+    )
     target_modules: list[str] | str | None = field(default=None, metadata={"help": "modules to adapt"})
     modules_to_save: list[str] | None = field(default=None, metadata={"help": "extra modules to train"})
 

@@ -1,4 +1,4 @@
-"""`tq`: the seed's torchquantum-style variant of `vqc`: the same circuit, input encoded once, circuit angles
+"""`tq`: the pyvqnet demo's torchquantum-style variant of `vqc`: the same circuit, input encoded once, circuit angles
 drawn U(-pi, pi) as torchquantum does, run on our torch engine. torchquantum itself (0.1.8, the newest on PyPI)
 cannot be installed beside the pinned torch: it requires torchvision (no build for torch 2.13 on CPU here),
 tensorflow and qiskit < 1.0."""

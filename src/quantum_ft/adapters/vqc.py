@@ -1,6 +1,6 @@
 """`vqc`: a variational quantum circuit adapter on a frozen linear layer.
 
-    y = W x + scale * B z(A x),   z = <Z> of the circuit in quantum_ft.quantum.vqc, angle-encoded by A x
+    y = W x + scale * B z(A x),   z = <Z> of the circuit in quantum_ft.quantum.circuit, angle-encoded by A x
 
 A: Linear(d_in -> n_qubits), B: Linear(n_qubits -> d_out) (no biases unless `map_bias`), circuit angles
 theta[L, 4, n]: n d_in + 4 n L + n d_out parameters per adapted layer. The circuit runs in
@@ -27,11 +27,11 @@ from torch import nn
 
 from quantum_ft.adapters.lora import PeftAdapter
 from quantum_ft.adapters.peft_registry import LinearTuner, init_linear_layer, peft_type, register
-from quantum_ft.models.base import resolve_dtype
-from quantum_ft.quantum.backends import BACKENDS, PENNYLANE_DEVICES, make_circuit
-from quantum_ft.quantum.vqc import MODES, VQCSpec
+from quantum_ft.quantum.backends import ENGINES, PENNYLANE_DEVICES, make_circuit
+from quantum_ft.quantum.circuit import MAX_QUBITS, VQCSpec
+from quantum_ft.quantum.vqc import MODES
+from quantum_ft.utils.dtypes import resolve_dtype
 
-MAX_QUBITS = 20  # a 2^20 state per row is the practical limit of exact simulation
 INITS = ("zero_up", "reference")
 ANGLE_INITS = {"uniform_0_2pi": (0.0, 2 * math.pi), "uniform_pm_pi": (-math.pi, math.pi)}
 
@@ -58,16 +58,19 @@ class VQCConfig(PeftConfig):
         if isinstance(self.target_modules, list):
             self.target_modules = set(self.target_modules)
         problems = []
-        if not 1 <= self.n_qubits <= MAX_QUBITS:
-            problems.append(f"n_qubits={self.n_qubits} must be between 1 and {MAX_QUBITS}")
+        if not 2 <= self.n_qubits <= MAX_QUBITS:
+            problems.append(
+                f"n_qubits={self.n_qubits} must be between 2 and {MAX_QUBITS} (the CRZ rings entangle neighbouring "
+                "wires: one wire has no neighbour)"
+            )
         if self.n_layers < 1:
             problems.append(f"n_layers={self.n_layers} must be >= 1")
         if self.init not in INITS:
             problems.append(f"init={self.init!r} must be one of {INITS}")
         if self.angle_init not in ANGLE_INITS:
             problems.append(f"angle_init={self.angle_init!r} must be one of {sorted(ANGLE_INITS)}")
-        if self.backend not in BACKENDS:
-            problems.append(f"backend={self.backend!r} must be one of {BACKENDS}")
+        if self.backend not in ENGINES:
+            problems.append(f"backend={self.backend!r} must be one of {ENGINES}")
         if self.backend == "pennylane" and self.device not in PENNYLANE_DEVICES:
             problems.append(f"device={self.device!r} must be one of {sorted(PENNYLANE_DEVICES)}")
         if self.mode not in MODES:

@@ -1,5 +1,10 @@
-"""Lightning callbacks specific to this project (the stock ones are configured in conf/callbacks/)."""
+"""The project's Lightning callbacks, one module each, one yaml each in conf/callbacks/ (the stock Lightning ones
+are configured there too)."""
 
+from quantum_ft.callbacks.communication import LogCommunication
+from quantum_ft.callbacks.diloco import DiLoCo
+from quantum_ft.callbacks.requeue import CheckpointAndRequeue
 from quantum_ft.callbacks.samples import SampleGenerations
+from quantum_ft.callbacks.throughput import Throughput
 
-__all__ = ["SampleGenerations"]
+__all__ = ["CheckpointAndRequeue", "DiLoCo", "LogCommunication", "SampleGenerations", "Throughput"]

@@ -6,44 +6,33 @@ import logging
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.utilities import rank_zero_only
+
+from quantum_ft.utils.text import reply_texts
 
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
-def generate_replies(model: torch.nn.Module, tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
-    """Greedy replies to single-turn user prompts, batched with left padding."""
-    texts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-        for p in prompts
-    ]
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    finally:
-        tokenizer.padding_side = side
-    device = next(p.device for p in model.parameters())
-    enc = {k: v.to(device) for k, v in enc.items()}
-    was_training = model.training
-    model.eval()
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    model.train(was_training)
-    return [tokenizer.decode(row[enc["input_ids"].shape[1] :], skip_special_tokens=True).strip() for row in out]
-
-
 class SampleGenerations(L.Callback):
+    """Chat models get the prompts in their chat template, plain ones the prompt text; a model whose tokenizer is
+    not a Hugging Face one (NanoGPT's character or byte vocabulary) is skipped with one warning."""
+
     def __init__(self, prompts: list[str], max_new_tokens: int = 48, output_file: str | None = None) -> None:
         self.prompts = list(prompts)
         self.max_new_tokens = max_new_tokens
         self.output_file = Path(output_file) if output_file else None
+        self._unsupported = False
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not self.prompts:
+        if trainer.sanity_checking or not self.prompts or self._unsupported:
             return
-        replies = generate_replies(pl_module.model, pl_module.tokenizer, self.prompts, self.max_new_tokens)
+        tokenizer = pl_module.tokenizer
+        if not callable(tokenizer) or not hasattr(pl_module.model, "generate"):
+            self._unsupported = True
+            log.warning("Sample generations skipped: %s is not a Hugging Face tokenizer.", type(tokenizer).__name__)
+            return
+        replies = reply_texts(pl_module.model, tokenizer, self.prompts, self.max_new_tokens)
         lines = [f"--- sample generations at step {trainer.global_step} ---"]
         lines += [f"  Q: {p}\n  A: {r}" for p, r in zip(self.prompts, replies)]
         text = "\n".join(lines)

@@ -1,6 +1,7 @@
-"""Running on clusters: the submitit launchers, the Lightning environment for submitit jobs, preemption, sweeps."""
+"""Where jobs run: the submitit launchers (code and config frozen at submission), the Lightning environment of a
+submitit job, the job geometry check, per-process runtime settings and the multirun summary."""
 
 from quantum_ft.cluster.environment import SubmititEnvironment
-from quantum_ft.cluster.preemption import CheckpointAndRequeue
+from quantum_ft.cluster.runtime import check_launch, job_plugins_and_callbacks, match_threads_to_allocation
 
-__all__ = ["CheckpointAndRequeue", "SubmititEnvironment"]
+__all__ = ["SubmititEnvironment", "check_launch", "job_plugins_and_callbacks", "match_threads_to_allocation"]

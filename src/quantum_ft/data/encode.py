@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from transformers import PreTrainedTokenizerBase
 
 from quantum_ft.data.formats import DataFormatError, Messages
+from quantum_ft.utils.text import render_prompt
 
 IGNORE_INDEX = -100
 
@@ -24,8 +25,7 @@ class Encoded:
 
 
 def _render(tokenizer: PreTrainedTokenizerBase, messages: Messages, generation_prompt: bool) -> list[int]:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(render_prompt(tokenizer, messages, generation_prompt), add_special_tokens=False)["input_ids"]
 
 
 def encode_conversation(

@@ -8,13 +8,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from quantum_ft.data.datamodule import DatasetSpec, val_count, weighted
 from quantum_ft.data.formats import DataFormatError, to_messages
-from quantum_ft.data.resumable import ResumableDataModule
+from quantum_ft.data.records import RecordsDataModule, val_count, weighted
+from quantum_ft.utils.text import pad_with_mask, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ def prompt_messages(record: dict[str, Any], fmt: str = "auto") -> tuple[list[dic
     return messages, columns
 
 
-class PromptDataModule(ResumableDataModule):
+class PromptDataModule(RecordsDataModule):
     """Batches of `batch_size` prompts; the stage samples `group_size` completions of each."""
 
     def __init__(
@@ -59,28 +57,12 @@ class PromptDataModule(ResumableDataModule):
         datasets: list[dict[str, Any]],
         system: str | None = None,
         prompt_len: int = 512,
-        max_samples: int | None = None,
-        val_size: float | int = 0.1,
-        batch_size: int = 2,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        seed: int = 42,
+        **records: Any,
     ) -> None:
-        super().__init__()
-        if not datasets:
-            raise DataFormatError("`data.datasets` is empty: configure at least one prompt dataset.")
-        self.tokenizer = tokenizer
-        self.specs = [DatasetSpec(**dict(d)) for d in datasets]
+        records.setdefault("batch_size", 2)
+        super().__init__(tokenizer, datasets, **records)
         self.system = system
         self.prompt_len = prompt_len
-        self.max_samples = max_samples
-        self.val_size = val_size
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.seed = seed
-        self.train_set: list[Prompt] = []
-        self.val_set: list[Prompt] = []
         self.stats = PromptStats()
 
     def setup(self, stage: str | None = None) -> None:
@@ -98,8 +80,7 @@ class PromptDataModule(ResumableDataModule):
                     raise DataFormatError(f"{origin}: {e}") from e
                 if self.system and messages[0]["role"] != "system":
                     messages = [{"role": "system", "content": self.system}, *messages]
-                text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                ids = self.tokenizer(render_prompt(self.tokenizer, messages), add_special_tokens=False)["input_ids"]
                 if len(ids) > self.prompt_len:
                     self.stats.too_long += 1  # a cut prompt asks another question: leave it out
                     continue
@@ -113,15 +94,13 @@ class PromptDataModule(ResumableDataModule):
         self.val_set, self.train_set = prompts[:n_val], prompts[n_val:]
         self.stats.train_prompts, self.stats.val_prompts = len(self.train_set), len(self.val_set)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.train_sampler(len(self.train_set), self.batch_size))
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_sampler(len(self.val_set), self.eval_batch_size))
-
-    def _loader(self, data: list[Prompt], sampler: Any) -> DataLoader:
-        collate = LeftPadCollator(self.tokenizer.pad_token_id)  # model loading gives every tokenizer a pad token
-        return DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)
+    def collate(self, prompts: list[Prompt]) -> dict[str, Any]:
+        """Left padding, so that every prompt ends where generation starts; the records' other fields ride along
+        as columns for the reward functions."""
+        ids, mask = pad_with_mask([p.input_ids for p in prompts], self.tokenizer.pad_token_id, side="left")
+        names = sorted({k for p in prompts for k in p.columns})
+        columns = {k: [p.columns.get(k) for p in prompts] for k in names}
+        return {"input_ids": ids, "attention_mask": mask, "prompts": [p.text for p in prompts], "columns": columns}
 
 
 @dataclass
@@ -135,21 +114,3 @@ class PromptStats:
         rows = [f"  {name}: {n} records" for name, n in self.records.items()]
         rows.append(f"  prompts: {self.train_prompts} train / {self.val_prompts} val, {self.too_long} too long")
         return "\n".join(rows)
-
-
-class LeftPadCollator:
-    """Left padding, so that every prompt ends where generation starts."""
-
-    def __init__(self, pad_token_id: int) -> None:
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, prompts: list[Prompt]) -> dict[str, Any]:
-        width = max(len(p.input_ids) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p.input_ids) :] = torch.tensor(p.input_ids)
-            mask[i, width - len(p.input_ids) :] = 1
-        names = sorted({k for p in prompts for k in p.columns})
-        columns = {k: [p.columns.get(k) for p in prompts] for k in names}
-        return {"input_ids": ids, "attention_mask": mask, "prompts": [p.text for p in prompts], "columns": columns}

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from quantum_ft.data.base import DataModule
 from quantum_ft.data.formats import DataFormatError
-from quantum_ft.data.resumable import ResumableDataModule
-from quantum_ft.models.base import cache_root
 from quantum_ft.utils.config import resource
+from quantum_ft.utils.paths import cache_root
 
 log = logging.getLogger(__name__)
 ENWIK8_URL = "http://mattmahoney.net/dc/enwik8.zip"
@@ -74,11 +74,6 @@ class Windows(Dataset):
         return self.tokens[start : start + self.block_size]
 
 
-def collate(windows: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    ids = torch.stack(windows)
-    return {"input_ids": ids, "labels": ids}
-
-
 @dataclass
 class TextStats:
     source: str
@@ -121,7 +116,9 @@ def enwik8_path() -> Path:
     return target
 
 
-class TextDataModule(ResumableDataModule):
+class TextDataModule(DataModule):
+    drop_last = True  # every training batch full: workers of a multi-process run step together
+
     def __init__(
         self,
         tokenizer: Any = None,  # unused: text data brings its own tokenizer (the model source has none)
@@ -197,10 +194,6 @@ class TextDataModule(ResumableDataModule):
             str(source), self.level, len(self.tokenizer), len(train), len(val), len(self.train_set), len(self.val_set)
         )
 
-    def train_dataloader(self) -> DataLoader:
-        sampler = self.train_sampler(len(self.train_set), self.batch_size, drop_last=True)
-        return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate)
-
-    def val_dataloader(self) -> DataLoader:
-        sampler = self.eval_sampler(len(self.val_set), self.eval_batch_size)
-        return DataLoader(self.val_set, batch_sampler=sampler, collate_fn=collate)
+    def collate(self, windows: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        ids = torch.stack(windows)
+        return {"input_ids": ids, "labels": ids}

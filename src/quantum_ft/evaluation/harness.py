@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from quantum_ft.evaluation.choice_data import LETTERS, Question, Subject
+from quantum_ft.utils.modes import evaluating
 
 
 @dataclass(frozen=True)
@@ -125,10 +126,11 @@ def evaluate_subjects(
     done = {}
     if journal is not None and journal.is_file():
         done = {r["name"]: SubjectResult(**r) for r in map(json.loads, journal.read_text().splitlines()) if r}
-    was_training = model.training
-    model.eval()
     results = []
-    with tqdm(total=sum(len(s.eval) for s in subjects), desc=desc, disable=not progress, unit="q") as bar:
+    with (
+        evaluating(model),
+        tqdm(total=sum(len(s.eval) for s in subjects), desc=desc, disable=not progress, unit="q") as bar,
+    ):
         for subject in subjects:
             if subject.name in done and done[subject.name].total == len(subject.eval):
                 results.append(done[subject.name])
@@ -146,7 +148,6 @@ def evaluate_subjects(
                     f.write(json.dumps(asdict(results[-1])) + "\n")
             bar.update(len(subject.eval))
             bar.set_postfix(subject=subject.name[:20])
-    model.train(was_training)
     return results
 
 

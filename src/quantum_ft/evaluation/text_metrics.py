@@ -1,5 +1,5 @@
-"""Held-out perplexity and ROUGE of generated answers (seed 002's evaluation), on a configured dataset's
-validation split."""
+"""Held-out perplexity and ROUGE of generated answers (the Llama-3.2 QLoRA trainer's evaluation), on a configured
+dataset's validation split."""
 
 from __future__ import annotations
 
@@ -12,25 +12,28 @@ import torch
 from tqdm.auto import tqdm
 
 from quantum_ft.data.encode import IGNORE_INDEX, Encoded
+from quantum_ft.utils.modes import evaluating
+from quantum_ft.utils.text import greedy_generate
 
 
 @torch.no_grad()
 def perplexity(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], progress: bool = True) -> dict:
     """exp(mean next-token NLL over every labelled token): the tokens the model was trained to produce."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     nll, tokens = 0.0, 0
-    for batch in tqdm(batches, desc="perplexity", disable=not progress, unit="batch"):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits.float()
-        labels = batch["labels"][:, 1:]
-        losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-        )
-        nll += float(losses)
-        tokens += int((labels != IGNORE_INDEX).sum())
-    model.train(was_training)
+    with evaluating(model):
+        for batch in tqdm(batches, desc="perplexity", disable=not progress, unit="batch"):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits.float()
+            labels = batch["labels"][:, 1:]
+            losses = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]),
+                labels.reshape(-1),
+                ignore_index=IGNORE_INDEX,
+                reduction="sum",
+            )
+            nll += float(losses)
+            tokens += int((labels != IGNORE_INDEX).sum())
     mean = nll / tokens if tokens else float("nan")
     return {"perplexity": math.exp(mean) if tokens else float("nan"), "nll": mean, "tokens": tokens}
 
@@ -80,23 +83,13 @@ def rouge(
     progress: bool = True,
 ) -> dict:
     """Greedy answers to the held-out prompts against their reference answers: mean ROUGE-1/2/L F1."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     scores = {"rouge1": [], "rouge2": [], "rougeL": []}
     for example in tqdm(examples, desc="rouge", disable=not progress, unit="answer"):
         prompt, reference = split_prompt_and_reference(example)
-        out = model.generate(
-            input_ids=torch.tensor([prompt], device=device),
-            attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        predicted = rouge_tokens(tokenizer.decode(out[0, len(prompt) :], skip_special_tokens=True))
+        answer = greedy_generate(model, tokenizer, [prompt], max_new_tokens)[0]
+        predicted = rouge_tokens(tokenizer.decode(answer, skip_special_tokens=True))
         expected = rouge_tokens(tokenizer.decode(reference, skip_special_tokens=True))
         scores["rouge1"].append(rouge_n(predicted, expected, 1))
         scores["rouge2"].append(rouge_n(predicted, expected, 2))
         scores["rougeL"].append(rouge_l(predicted, expected))
-    model.train(was_training)
     return {k: sum(v) / len(v) if v else float("nan") for k, v in scores.items()} | {"answers": len(examples)}

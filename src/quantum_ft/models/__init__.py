@@ -1,4 +1,5 @@
-"""Model sources: each config in conf/model/ instantiates one of these and the stage asks it for weights."""
+"""Model sources (one per kind of origin: the embedded GGUF, the hub, NanoGPT, the tiny test model), each built
+from a config in conf/model/; `models.build.build_model` turns a config into the model every entry point uses."""
 
 from quantum_ft.models.base import ModelSource, ModelUnavailableError
 from quantum_ft.models.bundled import BundledGGUFModel

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from quantum_ft.utils.dtypes import resolve_dtype
 
 
 class ModelUnavailableError(RuntimeError):
     """A configured model cannot be loaded here (not cached offline, missing package, bad path)."""
-
-
-def cache_root() -> Path:
-    """Where converted models and tokenised data live: $QUANTUM_FT_CACHE, else ~/.cache/quantum_ft."""
-    root = os.environ.get("QUANTUM_FT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    path = Path(root) if os.environ.get("QUANTUM_FT_CACHE") else Path(root) / "quantum_ft"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"Unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}.")
-    return DTYPES[dtype]
 
 
 class ModelSource(ABC):

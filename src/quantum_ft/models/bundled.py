@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from quantum_ft.models.base import ModelUnavailableError, PretrainedSource, cache_root, finish_tokenizer
+from quantum_ft.models.base import ModelUnavailableError, PretrainedSource, finish_tokenizer
+from quantum_ft.utils.io import atomic_directory
+from quantum_ft.utils.paths import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ class BundledGGUFModel(PretrainedSource):
             return
         gguf = self.gguf_path()
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        with _atomic_dir(self.cache_dir / "tokenizer") as tmp:
+        with atomic_directory(self.cache_dir / "tokenizer", replace=False) as tmp:
             tokenizer.save_pretrained(tmp)
 
     def _ensure_model(self) -> None:
@@ -83,28 +82,6 @@ class BundledGGUFModel(PretrainedSource):
         plain = type(quantised)(config)
         plain.load_state_dict(quantised.state_dict())
         plain.generation_config = quantised.generation_config
-        with _atomic_dir(self.cache_dir / "model") as tmp:
+        with atomic_directory(self.cache_dir / "model", replace=False) as tmp:
             plain.save_pretrained(tmp)
         self._ensure_tokenizer()
-
-
-class _atomic_dir:
-    """Write a directory under a temporary name and rename it into place, so a killed conversion leaves no
-    half-written cache behind (and a concurrent writer that finished first wins)."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}-", dir=self.target.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        try:
-            os.rename(self.tmp, self.target)
-        except OSError:  # another process finished first
-            shutil.rmtree(self.tmp, ignore_errors=True)

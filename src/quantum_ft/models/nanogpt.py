@@ -12,7 +12,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput
 
-from quantum_ft.models.base import ModelSource, build_seeded, resolve_dtype
+from quantum_ft.models.base import ModelSource, build_seeded
+from quantum_ft.utils.dtypes import resolve_dtype
 
 
 class NanoGPTConfig(PretrainedConfig):

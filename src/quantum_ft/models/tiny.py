@@ -6,8 +6,9 @@ from typing import Any
 
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from quantum_ft.models.base import ModelSource, build_seeded, resolve_dtype
+from quantum_ft.models.base import ModelSource, build_seeded
 from quantum_ft.models.bundled import BundledGGUFModel
+from quantum_ft.utils.dtypes import resolve_dtype
 
 
 class TinyRandomModel(ModelSource):

@@ -1,22 +1,10 @@
-"""The variational circuit of the `vqc` / `tq` adapters and its exact simulation in torch.
+"""Exact simulation in torch of the `vqc` / `tq` circuit (its gates: quantum/circuit.py), batched over rows.
 
-Circuit on n qubits, L layers, weights theta[L, 4, n] = (a, b, c, d) per layer:
-
-    RY(h_i) on every qubit                      angle encoding of the down-mapped input (raw values)
-    per layer k:
-      [RY(h_i) again if re-uploading and k > 0]
-      RY(a_k,i)                                  every qubit
-      CRZ(b_k,i) control i, target i+1 mod n     i = n-1 ... 0
-      RY(c_k,i)                                  every qubit
-      CRZ(d_k,i) control i, target i-1 mod n     i = n-1, 0, 1, ..., n-2
-    z_i = <Z_i>
-
-Wire 0 is the most significant bit of the state index (PennyLane's convention). All CRZ gates are diagonal,
-so a whole ring is one elementwise phase on the state vector (and their order within a ring is irrelevant).
-The state is kept in real arithmetic, [2, rows, 2^n] = (real, imaginary) parts: RY is real, so a layer of
-RY on all wires is applied to both parts at once, as Kronecker blocks of up to BLOCK wires (one small matrix
-product per block instead of one pass per wire), and a CRZ ring is a complex phase (cos, sin) per basis state.
-Two exact evaluation modes:
+All CRZ gates are diagonal, so a run of them is one elementwise phase on the state vector (and their order within a
+run is irrelevant). The state is kept in real arithmetic, [2, rows, 2^n] = (real, imaginary) parts: RY is real, so
+a run of RY gates on distinct wires is applied to both parts at once, as Kronecker blocks of up to BLOCK wires (one
+small matrix product per block instead of one pass per wire), and a CRZ run is a complex phase (cos, sin) per basis
+state. The gate list is compiled once per spec into such runs. Two exact evaluation modes:
   - "gates": apply the circuit to the batch of encoded states (cost ~ rows * 2^n * L * 2^BLOCK);
   - "fused": when the data enters only at the start, apply the circuit to the 2^n basis states once per call
     (its unitary) and multiply the batch of encoded product states by it (cost ~ 4^n L 2^BLOCK + rows * 4^n).
@@ -29,26 +17,43 @@ from functools import lru_cache
 
 import torch
 
+from quantum_ft.quantum.circuit import Gate, VQCSpec, circuit_gates
+
 MODES = ("auto", "gates", "fused")
 
 
 @dataclass(frozen=True)
-class VQCSpec:
-    n_qubits: int
-    n_layers: int
-    reupload: bool = False
+class Run:
+    """Consecutive gates of one kind and one angle source that the engine applies in one pass."""
 
-    @property
-    def weight_shape(self) -> tuple[int, int, int]:
-        return (self.n_layers, 4, self.n_qubits)
+    name: str
+    source: str
+    wires: tuple[tuple[int, ...], ...]
+    index: tuple[tuple[int, ...], ...]
 
-    def ring_forward(self) -> list[tuple[int, int]]:
-        n = self.n_qubits
-        return [(i, (i + 1) % n) for i in range(n - 1, -1, -1)]
 
-    def ring_backward(self) -> list[tuple[int, int]]:
-        n = self.n_qubits
-        return [(i, (i - 1) % n) for i in [n - 1, *range(n - 1)]]
+@lru_cache(maxsize=64)
+def compile_runs(spec: VQCSpec, with_encoding: bool) -> tuple[Run, ...]:
+    """Group the gate list into runs: RY gates on distinct wires, or any CRZ gates (diagonal, so they commute)."""
+    runs: list[list[Gate]] = []
+    for gate in circuit_gates(spec, with_encoding):
+        last = runs[-1] if runs else None
+        joins = last is not None and last[0].name == gate.name and last[0].source == gate.source
+        if joins and gate.name == "ry":
+            joins = all(g.wires[0] != gate.wires[0] for g in last)
+        if joins:
+            last.append(gate)
+        else:
+            runs.append([gate])
+    return tuple(Run(r[0].name, r[0].source, tuple(g.wires for g in r), tuple(g.index for g in r)) for r in runs)
+
+
+def _angles(run: Run, theta: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+    """The run's angles, [gates] (weights) or [rows, gates] (inputs)."""
+    if run.source == "input":
+        return h[:, [i[0] for i in run.index]]
+    k, j, i = zip(*run.index)
+    return theta[list(k), list(j), list(i)]
 
 
 @lru_cache(maxsize=32)
@@ -99,13 +104,13 @@ def apply_ry(state: torch.Tensor, angles: torch.Tensor, n: int) -> torch.Tensor:
     return state
 
 
-def ring_phase(angles: torch.Tensor, pairs: list[tuple[int, int]], n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin) of the phase a ring of CRZ(angles[control]) puts on each basis state, [2^n] each.
+def ring_phase(angles: torch.Tensor, pairs: tuple[tuple[int, int], ...], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) of the phase a run of CRZ(angles[g]) on pairs[g] = (control, target) puts on each basis state.
     CRZ(t) = diag(1, 1, e^{-it/2}, e^{it/2}): a phase of -+t/2 when the control is 1 (target 0 / 1)."""
     bits = _bits(n, angles.device).to(angles.dtype)
     phase = torch.zeros(2**n, dtype=angles.dtype, device=angles.device)
-    for control, target in pairs:
-        phase = phase + bits[:, control] * (2 * bits[:, target] - 1) * (angles[control] / 2)
+    for (control, target), angle in zip(pairs, angles):
+        phase = phase + bits[:, control] * (2 * bits[:, target] - 1) * (angle / 2)
     return torch.cos(phase), torch.sin(phase)
 
 
@@ -120,21 +125,25 @@ def z_expectations(probs: torch.Tensor, n: int) -> torch.Tensor:
     return probs @ signs
 
 
-def _layers(state: torch.Tensor, spec: VQCSpec, theta: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
-    n = spec.n_qubits
-    for k in range(spec.n_layers):
-        if h is not None and k > 0 and spec.reupload:
-            state = apply_ry(state, h, n)
-        state = apply_ry(state, theta[k, 0], n)
-        state = apply_phase(state, *ring_phase(theta[k, 1], spec.ring_forward(), n))
-        state = apply_ry(state, theta[k, 2], n)
-        state = apply_phase(state, *ring_phase(theta[k, 3], spec.ring_backward(), n))
+def _apply(state: torch.Tensor, runs: tuple[Run, ...], theta: torch.Tensor, h: torch.Tensor | None, n: int):
+    for run in runs:
+        angles = _angles(run, theta, h)
+        if run.name == "crz":
+            state = apply_phase(state, *ring_phase(angles, run.wires, n))
+            continue
+        wires = [w[0] for w in run.wires]
+        if wires != list(range(n)):  # RY(0) = identity on the wires the run leaves out
+            full = angles.new_zeros(*angles.shape[:-1], n)
+            full[..., wires] = angles
+            angles = full
+        state = apply_ry(state, angles, n)
     return state
 
 
 def simulate_gates(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch.Tensor:
     psi0 = product_state(h)
-    state = _layers(torch.stack([psi0, torch.zeros_like(psi0)]), spec, theta, h)
+    runs = compile_runs(spec, with_encoding=False)  # the first encoding is the product state
+    state = _apply(torch.stack([psi0, torch.zeros_like(psi0)]), runs, theta, h, spec.n_qubits)
     return z_expectations(state[0] ** 2 + state[1] ** 2, spec.n_qubits)
 
 
@@ -142,7 +151,8 @@ def simulate_fused(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch
     if spec.reupload:
         raise ValueError("The fused mode needs the data encoded once (reupload=false); use mode 'gates'.")
     eye = torch.eye(2**spec.n_qubits, dtype=h.dtype, device=h.device)
-    columns = _layers(torch.stack([eye, torch.zeros_like(eye)]), spec, theta, None)  # row j = U |j>
+    runs = compile_runs(spec, with_encoding=False)
+    columns = _apply(torch.stack([eye, torch.zeros_like(eye)]), runs, theta, None, spec.n_qubits)  # row j = U |j>
     psi0 = product_state(h)
     psi_re, psi_im = psi0 @ columns[0], psi0 @ columns[1]
     return z_expectations(psi_re**2 + psi_im**2, spec.n_qubits)

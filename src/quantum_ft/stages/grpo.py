@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from quantum_ft.stages.base import StageModule
 from quantum_ft.stages.grpo_objective import (
     AdvantageScale,
     LossType,
@@ -22,13 +23,14 @@ from quantum_ft.stages.grpo_objective import (
     group_advantages,
     grpo_loss,
 )
-from quantum_ft.stages.sft import SFTModule
+from quantum_ft.utils.modes import evaluating
 
 RewardFunction = Callable[..., list[float | None]]
 
 
-class GRPOModule(SFTModule):
-    monitor = "val/reward"
+class GRPOModule(StageModule):
+    monitor: ClassVar[str] = "val/reward"
+    monitor_mode: ClassVar[str] = "max"
 
     def __init__(
         self,
@@ -46,9 +48,9 @@ class GRPOModule(SFTModule):
         epsilon_high: float | None = None,
         loss_type: LossType = "grpo",
         scale_rewards: AdvantageScale = "group",
-        **sft_settings: Any,
+        **stage_settings: Any,
     ) -> None:
-        super().__init__(model, tokenizer, optimizer, **sft_settings)
+        super().__init__(model, tokenizer, optimizer, **stage_settings)
         if not rewards:
             raise ValueError("stage.rewards is empty: GRPO needs at least one reward function.")
         weights = dict(reward_weights or {})
@@ -72,18 +74,16 @@ class GRPOModule(SFTModule):
     @torch.no_grad()
     def rollout(self, batch: dict[str, Any], samples: int, sample: bool = True) -> dict[str, Any]:
         """`samples` completions of every prompt (prompt-major), their token mask and their rewards."""
-        was_training = self.model.training
-        self.model.eval()
         settings = {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p} if sample else {}
-        sequences = self.model.generate(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            max_new_tokens=self.max_new_tokens,
-            num_return_sequences=samples,
-            pad_token_id=self.pad_token_id,
-            **({"do_sample": False} | settings),
-        )
-        self.model.train(was_training)
+        with evaluating(self.model):
+            sequences = self.model.generate(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                max_new_tokens=self.max_new_tokens,
+                num_return_sequences=samples,
+                pad_token_id=self.pad_token_id,
+                **({"do_sample": False} | settings),
+            )
         width = batch["input_ids"].shape[1]
         completion = sequences[:, width:]
         mask, finished = completion_mask(completion, self.tokenizer.eos_token_id)
@@ -145,6 +145,7 @@ class GRPOModule(SFTModule):
         self.log("train/kl", result.kl, on_step=True, batch_size=n)
         self.log("train/clip_fraction", result.clip_fraction, on_step=True, batch_size=n)
         self.log("train/completion_tokens", out["mask"].sum(1).float().mean(), on_step=True, batch_size=n)
+        self.step_tokens = int(out["mask"].sum())  # what this step generated and trained on
         return result.loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -153,9 +154,6 @@ class GRPOModule(SFTModule):
         reward = out["reward"].mean()
         self.log("val/reward", reward, on_epoch=True, prog_bar=True, batch_size=len(batch["prompts"]), sync_dist=True)
         return reward
-
-    def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
-        pass  # tokens/s of the SFT stage counts padded prompt tokens here: the completion length is logged instead
 
     @contextlib.contextmanager
     def _reference(self) -> Iterator[torch.nn.Module]:

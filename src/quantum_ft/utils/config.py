@@ -7,8 +7,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONF_PACKAGE = "pkg://quantum_ft.conf"
 CONF_ENV = "QUANTUM_FT_CONF_DIR"
@@ -28,14 +27,36 @@ def config_path() -> str:
     return f"file://{conf_dir()}" if os.environ.get(CONF_ENV) else CONF_PACKAGE
 
 
+def compose_config(name: str, overrides: list[str] | tuple[str, ...] = (), output_dir: str | None = None) -> DictConfig:
+    """A primary config (train, eval, ...) composed as the command line would, outside a Hydra app: for chat,
+    notebooks and tests. `output_dir` fills `paths.output_dir`, which only a running Hydra job knows."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose(name, overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir) if output_dir else "/nonexistent-output"
+    return cfg
+
+
 def resource(name: str) -> str:
     """Path of a file vendored in quantum_ft/resources (datasets; see SOURCES.md there)."""
     return str(files("quantum_ft") / "resources" / name)
 
 
+def stage_attribute(target: str, name: str) -> str:
+    """An attribute a stage class declares (its `monitor` and `monitor_mode`), read from its `_target_` name, so a
+    config can default to it (`optimized_metric`) without building the stage."""
+    from hydra.utils import get_class
+
+    return getattr(get_class(target), name)
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("qft.resource"):
         OmegaConf.register_new_resolver("qft.resource", resource)
+    if not OmegaConf.has_resolver("qft.stage"):
+        OmegaConf.register_new_resolver("qft.stage", stage_attribute)
 
 
 register_resolvers()

@@ -1,16 +1,19 @@
-"""Writes that never leave a half-written file in place of a good one."""
+"""Writes that never leave a half-written file or folder in place of a good one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 
-def atomic_write(path: str | Path, write: Any) -> None:
+def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
     """Call `write(tmp_path)`, fsync, then rename over `path`: a crash at any point keeps the old file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,5 +29,32 @@ def atomic_write(path: str | Path, write: Any) -> None:
         raise
 
 
+def atomic_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """torch.save of tensors and plain containers (loaded back with weights_only=True)."""
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | Path, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling folder to fill; on success it is renamed to `target`, on error removed.
+
+    `replace=True` swaps out an existing `target`; `replace=False` keeps an existing one (another process that
+    finished first wins, as for a shared cache)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists() and replace:
+        shutil.rmtree(target)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # replace=False and the target appeared meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,21 +1,54 @@
-"""The part of a DataModule that makes mid-epoch resume exact."""
+"""What every DataModule gives train() and the stages: `tokenizer`, `stats` (a printable summary), train/val
+loaders over `train_set` / `val_set` with a collate function, and exact mid-epoch resume."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import lightning as L
+from torch.utils.data import DataLoader
 
 from quantum_ft.data.sampler import ResumableBatchSampler
 
 
-class ResumableDataModule(L.LightningDataModule):
+class Stats(Protocol):
+    def table(self) -> str:
+        """Rows of `name  value`, logged when the data is ready."""
+
+
+class DataModule(L.LightningDataModule):
     """Saves where in the epoch training stands, read from Lightning's own progress counters (the loader has
     already prefetched ahead, so its own count would be off), and has the next training sampler skip the
     batches a resumed run already trained on. Samplers shard by rank: each worker reads its own shard."""
 
+    tokenizer: Any
+    stats: Stats
+    train_set: Any
+    val_set: Any
     seed: int
+    batch_size: int
+    eval_batch_size: int
+    num_workers: int = 0
+    drop_last: bool = False  # of the training batches
     _resume_at: tuple[int, int] | None = None
+
+    def collate(self, samples: list[Any]) -> dict[str, Any]:
+        raise TypeError(f"{type(self).__name__} must define collate(): how a batch is made from samples.")
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.train_sampler(len(self.train_set), self.batch_size, self.drop_last))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_sampler(len(self.val_set), self.eval_batch_size))
+
+    def _loader(self, data: Any, sampler: ResumableBatchSampler) -> DataLoader:
+        return DataLoader(
+            data,
+            batch_sampler=sampler,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def _ranks(self) -> tuple[int, int]:
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)

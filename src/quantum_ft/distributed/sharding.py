@@ -3,7 +3,7 @@
 The trainer (and its strategy) is built from the config before the model is loaded, so the wrap policy cannot be a
 fixed set of classes. Hugging Face models name their transformer block classes in `_no_split_modules`; FSDP asks the
 policy about a module before its children, so the policy learns those names at the model and then wraps every block
-(seed 000's TRANSFORMER_BASED_WRAP, for any model we load).
+(Agent-Q's TRANSFORMER_BASED_WRAP, for any model we load).
 """
 
 from __future__ import annotations

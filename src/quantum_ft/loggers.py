@@ -1,4 +1,4 @@
-"""Logger factories that need a decision at run time."""
+"""Logger factories that need a decision at run time (the `logger` config group)."""
 
 from __future__ import annotations
 

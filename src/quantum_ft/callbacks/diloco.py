@@ -1,17 +1,15 @@
-"""DiLoCo (Douillard et al. 2023, arXiv 2311.08105) on Lightning and torch.distributed.
+"""DiLoCo (Douillard et al. 2023, arXiv 2311.08105): the outer loop, as a Lightning callback.
 
-Every worker trains its own copy with the inner optimiser on its own data shard for `tau` optimiser steps;
-then the pseudo-gradient delta = theta_global - theta_local is averaged with one all-reduce per trained
-tensor, an outer SGD with Nesterov momentum steps the global copy with it, and every worker restarts from the
-new global parameters, keeping its own inner optimiser state.
+Every worker trains its own copy with the inner optimiser on its own data shard for `tau` optimiser steps; then the
+pseudo-gradient delta = theta_global - theta_local is averaged with one all-reduce per trained tensor, an outer SGD
+with Nesterov momentum steps the global copy with it, and every worker restarts from the new global parameters,
+keeping its own inner optimiser state. It needs quantum_ft.distributed.DiLoCoStrategy (no DDP wrapper), which
+`stage=diloco` selects through `distributed=diloco`.
 
-- `DiLoCoStrategy`: Lightning's DDP process-group machinery without the DistributedDataParallel wrapper, so no
-  gradient is communicated between outer steps (gloo on CPU, NCCL on GPU).
-- `DiLoCo`: the outer loop, as a callback, so its state (global copy, outer optimiser, counters) travels in
-  checkpoints. Each worker's own state (local parameters mid-loop, inner optimiser) differs per rank, and
-  Lightning writes only rank 0's checkpoint, so every rank also writes `checkpoints/diloco/rank{r}-step{s}.pt`.
-- `MeteredDDPStrategy`: the DDP baseline, counting the bytes its gradient all-reduces carry.
-Only trained parameters are synchronised, so DiLoCo works on adapters (LoRA, vqc, ...) too.
+A callback, so its state (global copy, outer optimiser, counters) travels in checkpoints. Each worker's own state
+(local parameters mid-loop, inner optimiser) differs per rank, and Lightning writes only rank 0's checkpoint, so
+every rank also writes `checkpoints/diloco/rank{r}-step{s}.pt`. Only trained parameters are synchronised, so DiLoCo
+works on adapters (LoRA, vqc, ...) too.
 """
 
 from __future__ import annotations
@@ -22,83 +20,10 @@ from typing import Any
 import lightning as L
 import torch
 import torch.distributed as dist
-from lightning.pytorch.strategies import DDPStrategy
-from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
-from quantum_ft.models.base import resolve_dtype
+from quantum_ft.distributed.strategies import DiLoCoStrategy
+from quantum_ft.utils.dtypes import resolve_dtype
 from quantum_ft.utils.io import atomic_torch_save
-
-
-class CommunicationMeter:
-    """Payload bytes and calls of the all-reduces a strategy issued for training (per instance: `+=` on the
-    class defaults creates the instance's own counters)."""
-
-    comm_bytes: int = 0
-    comm_calls: int = 0
-
-    def count(self, tensor: torch.Tensor) -> None:
-        self.comm_bytes += tensor.numel() * tensor.element_size()
-        self.comm_calls += 1
-
-
-class DiLoCoStrategy(DDPStrategy, CommunicationMeter):
-    strategy_name = "diloco"
-
-    def configure_ddp(self) -> None:
-        """No DistributedDataParallel: workers train independently between outer steps."""
-
-    def all_reduce_mean(self, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        buffer = tensor.to(dtype)
-        self.count(buffer)
-        if self.world_size > 1:
-            dist.all_reduce(buffer)
-        return buffer.to(tensor.dtype) / self.world_size
-
-
-def _counting_allreduce(meter, bucket):  # no annotations: torch checks them, and ours are strings here
-    """DDP's own all-reduce hook, after counting the bucket's bytes."""
-    meter.count(bucket.buffer())
-    return default_hooks.allreduce_hook(None, bucket)
-
-
-class MeteredDDPStrategy(DDPStrategy, CommunicationMeter):
-    """Plain DDP whose gradient buckets are counted on their way to the all-reduce."""
-
-    strategy_name = "ddp_metered"
-
-    def configure_ddp(self) -> None:
-        super().configure_ddp()
-        self.model.register_comm_hook(self, _counting_allreduce)
-
-
-class LogCommunication(L.Callback):
-    """Logs `comm/bytes` (payload bytes each worker put into all-reduces) and `comm/all_reduces`; keeps the
-    counters across a resume."""
-
-    def __init__(self) -> None:
-        self._loaded: dict[str, int] | None = None
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        meter = trainer.strategy
-        if not isinstance(meter, CommunicationMeter):
-            raise ValueError("LogCommunication needs trainer.strategy to be DiLoCoStrategy or MeteredDDPStrategy.")
-        if self._loaded:
-            meter.comm_bytes, meter.comm_calls = self._loaded["bytes"], self._loaded["calls"]
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        meter = trainer.strategy
-        pl_module.log("comm/bytes", float(meter.comm_bytes), on_step=True, batch_size=1, reduce_fx="max")
-        pl_module.log("comm/all_reduces", float(meter.comm_calls), on_step=True, batch_size=1, reduce_fx="max")
-
-    def state_dict(self) -> dict[str, Any]:
-        strategy = getattr(self, "_strategy", None)
-        return {"bytes": strategy.comm_bytes, "calls": strategy.comm_calls} if strategy else {}
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._strategy = trainer.strategy
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._loaded = state or None
 
 
 class DiLoCo(L.Callback):

@@ -7,57 +7,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from quantum_ft.data.encode import IGNORE_INDEX, Encoded, encode_conversation
-from quantum_ft.data.formats import DataFormatError, read_hub_records, read_records, to_messages
-from quantum_ft.data.resumable import ResumableDataModule
-from quantum_ft.data.sampler import ResumableBatchSampler
-from quantum_ft.utils.io import atomic_torch_save
+from quantum_ft.data.formats import DataFormatError, to_messages
+from quantum_ft.data.records import RecordsDataModule, val_count, weighted
+from quantum_ft.utils.io import atomic_write
+from quantum_ft.utils.text import pad
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DatasetSpec:
-    """One source: a local JSON/JSONL `path` or a hub `name`, its record format and mixing weight."""
-
-    path: str | None = None
-    name: str | None = None
-    subset: str | None = None
-    split: str = "train"
-    format: str = "auto"
-    weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        if (self.path is None) == (self.name is None):
-            raise DataFormatError(f"A dataset needs exactly one of `path` or `name`, got {asdict(self)}.")
-        if self.weight <= 0:
-            raise DataFormatError(f"Dataset weight must be > 0, got {self.weight} for {self.label}.")
-
-    @property
-    def label(self) -> str:
-        return self.path or f"{self.name}:{self.split}"
-
-    def read(self, max_samples: int | None = None) -> list[tuple[str, dict[str, Any]]]:
-        """The first `max_samples` records (all with None), each with its origin ("file:line")."""
-        raw = read_records(self.path) if self.path else read_hub_records(self.name, self.split, self.subset)
-        return raw[:max_samples] if max_samples is not None else raw
-
-    def fingerprint(self) -> str:
-        if self.path:
-            stat = Path(self.path).expanduser().stat()
-            return f"{Path(self.path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        return self.label
+CACHE_VERSION = 2  # 2: numpy arrays (never unpickled); 1 was a torch pickle
 
 
 @dataclass
@@ -79,39 +46,22 @@ class DataStats:
         return "\n".join(f"{k:<{width}}  {v:,.1f}" if isinstance(v, float) else f"{k:<{width}}  {v:,}" for k, v in rows)
 
 
-class SFTDataModule(ResumableDataModule):
+class SFTDataModule(RecordsDataModule):
     def __init__(
         self,
         tokenizer: PreTrainedTokenizerBase,
         datasets: list[dict[str, Any]],
         cutoff_len: int = 1024,
-        max_samples: int | None = None,
-        val_size: float | int = 0.1,
         train_on_inputs: bool = False,
         packing: bool = False,
-        batch_size: int = 4,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        seed: int = 42,
         cache_dir: str | None = None,
+        **records: Any,
     ) -> None:
-        super().__init__()
-        if not datasets:
-            raise DataFormatError("`data.datasets` is empty: configure at least one dataset.")
-        self.tokenizer = tokenizer
-        self.specs = [DatasetSpec(**dict(d)) for d in datasets]
+        super().__init__(tokenizer, datasets, **records)
         self.cutoff_len = cutoff_len
-        self.max_samples = max_samples
-        self.val_size = val_size
         self.train_on_inputs = train_on_inputs
         self.packing = packing
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.seed = seed
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.train_set: list[Encoded] = []
-        self.val_set: list[Encoded] = []
         self.stats = DataStats()
 
     # ---------------------------------------------------------------- preparation
@@ -120,13 +70,15 @@ class SFTDataModule(ResumableDataModule):
             return
         cache = self._cache_path()
         if cache is not None and cache.is_file():
-            blob = torch.load(cache, weights_only=False)
-            self.train_set, self.val_set, self.stats = blob["train"], blob["val"], blob["stats"]
-            log.info("Loaded tokenised data from cache %s", cache)
-            return
+            try:
+                self.train_set, self.val_set, self.stats = read_cache(cache)
+                log.info("Loaded tokenised data from cache %s", cache)
+                return
+            except (ValueError, KeyError, OSError) as e:  # not ours, damaged, or an object array: rebuilt
+                log.warning("Ignoring the tokenised-data cache %s (%s); rebuilding it.", cache, e)
         self.train_set, self.val_set, self.stats = self._build()
         if cache is not None:
-            atomic_torch_save({"train": self.train_set, "val": self.val_set, "stats": self.stats}, cache)
+            write_cache(cache, self.train_set, self.val_set, self.stats)
 
     def _build(self) -> tuple[list[Encoded], list[Encoded], DataStats]:
         stats = DataStats()
@@ -184,7 +136,7 @@ class SFTDataModule(ResumableDataModule):
         tok = self.tokenizer
         key = json.dumps(
             {
-                "v": 1,
+                "v": CACHE_VERSION,
                 "datasets": [(asdict(s), s.fingerprint()) for s in self.specs],
                 "tokenizer": [
                     tok.name_or_path,
@@ -200,42 +152,16 @@ class SFTDataModule(ResumableDataModule):
             },
             sort_keys=True,
         )
-        return self.cache_dir / f"sft-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+        return self.cache_dir / f"sft-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
-    # ---------------------------------------------------------------- loaders
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.train_sampler(len(self.train_set), self.batch_size))
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_sampler(len(self.val_set), self.eval_batch_size))
-
-    def _loader(self, data: list[Encoded], sampler: ResumableBatchSampler) -> DataLoader:
-        return DataLoader(
-            data,
-            batch_sampler=sampler,
-            collate_fn=Collator(self.tokenizer.pad_token_id),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-
-class Collator:
-    """Right-pad a list of samples to the longest one; padding carries no loss and no attention."""
-
-    def __init__(self, pad_token_id: int) -> None:
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, samples: list[Encoded]) -> dict[str, torch.Tensor]:
-        width = max(len(s.input_ids) for s in samples)
-        ids = torch.full((len(samples), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(samples), width), dtype=torch.long)
-        for i, s in enumerate(samples):
-            n = len(s.input_ids)
-            ids[i, :n] = torch.tensor(s.input_ids)
-            labels[i, :n] = torch.tensor(s.labels)
-            mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    def collate(self, samples: list[Encoded]) -> dict[str, torch.Tensor]:
+        """Right-pad to the longest sample; padding carries no loss and no attention."""
+        ids = [s.input_ids for s in samples]
+        return {
+            "input_ids": pad(ids, self.tokenizer.pad_token_id),
+            "labels": pad([s.labels for s in samples], IGNORE_INDEX),
+            "attention_mask": pad([[1] * len(i) for i in ids], 0),
+        }
 
 
 def pack(samples: list[Encoded], cutoff_len: int) -> list[Encoded]:
@@ -254,24 +180,36 @@ def pack(samples: list[Encoded], cutoff_len: int) -> list[Encoded]:
     return packed
 
 
-def val_count(val_size: float | int, n: int) -> int:
-    """How many of `n` samples go to validation: an int counts them, a float is a fraction (at least one when
-    not zero); refused when nothing would be left to train on."""
-    n_val = val_size if isinstance(val_size, int) else int(round(n * val_size))
-    if val_size and n_val < 1:
-        n_val = 1
-    if n_val >= n:
-        raise DataFormatError(f"val_size={val_size} leaves no training sample out of {n}.")
-    return n_val
+def write_cache(path: Path, train: list[Encoded], val: list[Encoded], stats: DataStats) -> None:
+    """Plain arrays in an .npz (token ids, labels, lengths, truncation flags per split) and the stats as JSON
+    text: nothing in the file can carry code, and np.load reads it with allow_pickle=False."""
+    arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps({"version": CACHE_VERSION, "stats": asdict(stats)}))}
+    for name, samples in (("train", train), ("val", val)):
+        arrays[f"{name}_ids"] = np.array([t for s in samples for t in s.input_ids], dtype=np.int64)
+        arrays[f"{name}_labels"] = np.array([t for s in samples for t in s.labels], dtype=np.int64)
+        arrays[f"{name}_lengths"] = np.array([len(s.input_ids) for s in samples], dtype=np.int64)
+        arrays[f"{name}_truncated"] = np.array([s.truncated for s in samples], dtype=bool)
+
+    def save(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_write(path, save)
 
 
-def weighted(items: list[Any], weight: float, rng: random.Random) -> list[Any]:
-    """`weight` copies of the list: whole copies for the integer part, a random subset for the fraction."""
-    whole, frac = int(math.floor(weight)), weight - math.floor(weight)
-    out = items * whole
-    if frac > 0:
-        out += rng.sample(items, int(round(frac * len(items))))
-    return out
+def read_cache(path: Path) -> tuple[list[Encoded], list[Encoded], DataStats]:
+    with np.load(path, allow_pickle=False) as blob:
+        meta = json.loads(str(blob["meta"]))
+        if meta.get("version") != CACHE_VERSION:
+            raise ValueError(f"cache version {meta.get('version')}, expected {CACHE_VERSION}")
+        splits = []
+        for name in ("train", "val"):
+            ids, labels = blob[f"{name}_ids"].tolist(), blob[f"{name}_labels"].tolist()
+            ends = np.cumsum(blob[f"{name}_lengths"]).tolist()
+            starts = [0, *ends[:-1]]
+            flags = blob[f"{name}_truncated"].tolist()
+            splits.append([Encoded(ids[a:b], labels[a:b], t) for a, b, t in zip(starts, ends, flags)])
+    return splits[0], splits[1], DataStats(**meta["stats"])
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
