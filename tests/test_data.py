@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from quantum_ft.data.datamodule import Collator, pack
 
 from quantum_ft.data import DataFormatError, SFTDataModule
-from quantum_ft.data.datamodule import Collator, pack
 from quantum_ft.data.encode import IGNORE_INDEX, encode_conversation
 from quantum_ft.data.formats import to_messages
 from quantum_ft.data.sampler import ResumableBatchSampler

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from quantum_ft.stages.sharding import TransformerBlockPolicy, clean_parameter_name
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from quantum_ft.adapters import LoraAdapter
 from quantum_ft.models.nanogpt import NanoGPT, NanoGPTConfig
-from quantum_ft.stages.sharding import TransformerBlockPolicy, clean_parameter_name
 
 CPU = torch.device("cpu")  # FSDP picks an accelerator unless told; there is none here
 

@@ -164,9 +164,10 @@ def test_local_path_that_is_not_a_model(tiny_cfg, tmp_path: Path) -> None:
 @pytest.mark.parametrize("adapter", ["lora", "qlora", "none", "vqc", "tq", "quanta"])
 def test_chat_one_shot_uses_the_trained_adapter(tiny_cfg, capsys, adapter: str) -> None:
     """Every adapter type: the chat command rebuilds the run's model and answers as it does."""
+    from quantum_ft.utils.artifact import load_trained
+
     from quantum_ft.chat import main as chat
     from quantum_ft.chat import reply
-    from quantum_ft.utils.artifact import load_trained
 
     cfg = tiny_cfg(f"adapter={adapter}", "optimizer.lr=3e-2", "trainer.max_steps=3")
     train(cfg)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from quantum_ft.utils.checkpoint_io import AtomicCheckpointIO
+
 from quantum_ft.utils.plots import ema, read_metric_series
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,11 @@ from quantum_ft.data.base import DataModule
 from quantum_ft.evaluation import flat_metrics, run_evaluation
 from quantum_ft.models.build import BuiltModel, build_model
 from quantum_ft.stages.base import StageModule
-from quantum_ft.utils.config import ConfigError, check_cuda_requirements, config_path, resolve_ckpt_path
+from quantum_ft.utils.config import ConfigError, check_requirements, config_path, resolve_ckpt_path
 from quantum_ft.utils.plots import plot_losses
+from quantum_ft.utils.quiet import quiet_known_noise
 
 log = logging.getLogger("quantum_ft")
-# Mid-epoch resume is exact here: the DataModule stores the position and its sampler skips what was trained,
-# which Lightning's check for a stateful *dataloader* does not see.
-warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
 @dataclass
@@ -64,7 +61,8 @@ def instantiate_dict(section: DictConfig | None) -> list[Any]:
 
 def build(cfg: DictConfig) -> Run:
     """Check the config, then make the model, data, stage and trainer it describes."""
-    check_cuda_requirements(cfg)
+    quiet_known_noise()
+    check_requirements(cfg)
     match_threads_to_allocation()
     log.info("quantum_ft %s from %s", cfg.get("task_name"), Path(quantum_ft.__file__).parent)
     out = Path(cfg.paths.output_dir)

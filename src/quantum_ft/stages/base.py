@@ -53,7 +53,7 @@ class StageModule(L.LightningModule):
         # DataLoader iterator does, after the last checkpoint of an epoch and before the next step).
         self.base_seed = torch.initial_seed()
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
 
     def forward(self, **batch: torch.Tensor) -> Any:

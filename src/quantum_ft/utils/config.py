@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from importlib.resources import files
 from pathlib import Path
@@ -66,8 +67,18 @@ class ConfigError(ValueError):
     """A configuration that cannot run here, with what to change."""
 
 
-def check_cuda_requirements(cfg: DictConfig) -> None:
-    """Refuse CUDA-only options on a machine without CUDA before minutes go into loading a model."""
+def check_requirements(cfg: DictConfig) -> None:
+    """Refuse, before minutes go into loading a model, options whose optional package is not installed and
+    CUDA-only options on a machine without CUDA."""
+    targets = {key: str((cfg.get(key) or {}).get("_target_", "")) for key in ("adapter", "optimizer")}
+    needs = [f"{key}={target.rsplit('.', 1)[-1]}" for key, target in targets.items() if "bitsandbytes" in target]
+    if targets["adapter"].endswith("QLoraAdapter"):
+        needs.append("adapter=qlora")
+    if needs and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(
+            f"{', '.join(needs)} needs bitsandbytes, which is not installed: pip install 'quantum_ft[qlora]' "
+            "(or pip install bitsandbytes)."
+        )
     if torch.cuda.is_available():
         return
     problems = []

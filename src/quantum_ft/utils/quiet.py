@@ -1,0 +1,34 @@
+"""The few messages libraries print on our main path that say nothing to our users, each silenced by its exact text
+(never by category or module), with the reason. Everything else still reaches the user."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+KNOWN_WARNINGS = (
+    # peft 0.21's PeftModel.__init__ reads transformers 5's deprecated `is_gradient_checkpointing`; our code uses
+    # the current `activation_checkpointing_enable`. Gone when peft reads the new name.
+    r"`is_gradient_checkpointing` is deprecated",
+    # Lightning 2.6's CombinedLoader flattens loaders with torch's deprecated LeafSpec (torch 2.13).
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # Mid-epoch resume is exact here: the DataModule stores the position and its sampler skips what was trained,
+    # which Lightning's check for a stateful *dataloader* does not see.
+    r"You're resuming from a checkpoint that ended before the epoch ended",
+)
+
+
+class _DropAdvert(logging.Filter):
+    """Lightning 2.6 advertises its cloud logger (litlogger) at every Trainer start."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "try installing [litlogger]" not in record.getMessage()
+
+
+def quiet_known_noise() -> None:
+    for message in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropAdvert) for f in logger.filters):
+            logger.addFilter(_DropAdvert())
