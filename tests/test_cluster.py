@@ -18,14 +18,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from quantum_ft.cluster.geometry import geometry_problems
 from quantum_ft.cluster.summary import write_summary
-from quantum_ft.utils.config import conf_dir
-
-from .conftest import TINY
+from quantum_ft.utils.config import compose_config, conf_dir
+from tests.helpers import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 # CPU jobs of one CPU each: the local cluster has two.
@@ -33,8 +31,7 @@ SLURM_CPU = ["cluster=slurm", "cluster.gpus_per_node=0", "cluster.cpus_per_task=
 
 
 def compose_with_hydra(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose("train", overrides=overrides, return_hydra_config=True)
+    return compose_config("train", overrides, hydra=True)
 
 
 def slurm_answers() -> bool:
@@ -143,6 +140,7 @@ def test_summary_lists_every_job_and_the_best(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- through the real SLURM cluster
 
 
+@pytest.mark.cluster
 def test_slurm_sweep_over_two_adapters(slurm, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     done = sweep(*SLURM_CPU, "trainer=cpu", "adapter=lora,vqc", sweep_dir=out)
@@ -166,6 +164,7 @@ def test_slurm_sweep_over_two_adapters(slurm, tmp_path: Path) -> None:
     assert "`adapter=lora`" in summary and "`adapter=vqc`" in summary and "**best**" in summary
 
 
+@pytest.mark.cluster
 def test_slurm_two_task_ddp_job(slurm, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     done = sweep(*SLURM_CPU, "cluster.devices=2", "trainer=ddp", "trainer.accelerator=cpu", sweep_dir=out)
@@ -175,6 +174,7 @@ def test_slurm_two_task_ddp_job(slurm, tmp_path: Path) -> None:
     assert "MEMBER: 1/2" in logs and "MEMBER: 2/2" in logs  # two ranks in one process group
 
 
+@pytest.mark.cluster
 def test_geometry_mismatch_is_refused_before_submission(slurm, tmp_path: Path) -> None:
     out = tmp_path / "refused"
     before = subprocess.run(["sacct", "-n", "-X", "-a", "-o", "JobID"], capture_output=True, text=True).stdout
@@ -186,6 +186,7 @@ def test_geometry_mismatch_is_refused_before_submission(slurm, tmp_path: Path) -
     assert sorted(p.name for p in out.iterdir()) == ["multirun.yaml"]  # Hydra's record of the sweep, nothing else
 
 
+@pytest.mark.cluster
 def test_preempted_job_requeues_and_finishes_like_an_uninterrupted_one(slurm, tmp_path: Path) -> None:
     """USR2 to job 0 mid-training: it saves last.ckpt, submitit requeues it, the new run resumes in the same
     directory and ends at the same step with the same losses as job 1, which ran through."""
@@ -210,6 +211,7 @@ def test_preempted_job_requeues_and_finishes_like_an_uninterrupted_one(slurm, tm
     assert len(list((out / "0/csv").glob("version_*"))) == 2  # two runs, one output directory
 
 
+@pytest.mark.cluster
 def test_config_edited_after_submission_does_not_reach_the_queued_job(slurm, tmp_path: Path) -> None:
     """The job waits behind a job holding both CPUs; meanwhile conf/ is edited; the job runs the frozen copy."""
     conf = tmp_path / "conf"
@@ -237,6 +239,7 @@ def test_config_edited_after_submission_does_not_reach_the_queued_job(slurm, tmp
 # ---------------------------------------------------------------- submitit_local: the same, without a cluster
 
 
+@pytest.mark.integration
 def test_submitit_local_sweep_and_ddp(tmp_path: Path) -> None:
     out = tmp_path / "local"
     done = sweep("cluster=submitit_local", "adapter=lora,vqc", sweep_dir=out)
@@ -251,6 +254,7 @@ def test_submitit_local_sweep_and_ddp(tmp_path: Path) -> None:
     assert "MEMBER: 2/2" in logs and metrics(ddp / "0")["global_step"] == 4
 
 
+@pytest.mark.integration
 def test_multi_process_job_in_a_local_multirun_is_refused(tmp_path: Path) -> None:
     """Lightning would re-run the whole `-m` command line for the second process (Hydra #2231)."""
     done = sweep("cluster.devices=2", "trainer=ddp", sweep_dir=tmp_path / "refused")
@@ -258,6 +262,7 @@ def test_multi_process_job_in_a_local_multirun_is_refused(tmp_path: Path) -> Non
     assert not (tmp_path / "refused/0/metrics.json").exists()
 
 
+@pytest.mark.integration
 def test_basic_sweep_matches_submitted_jobs(tmp_path: Path) -> None:
     """The default cluster (local, basic launcher) runs the same jobs in turn, with the same results."""
     out = tmp_path / "basic"
@@ -267,6 +272,7 @@ def test_basic_sweep_matches_submitted_jobs(tmp_path: Path) -> None:
     assert (out / "summary.md").is_file() and not (out / ".snapshot").exists()
 
 
+@pytest.mark.integration
 def test_optuna_study_over_lr_and_rank(tmp_path: Path) -> None:
     out = tmp_path / "optuna"
     done = sweep("hparams_search=lora_optuna", "hydra.sweeper.n_trials=3", sweep_dir=out)
@@ -281,6 +287,7 @@ def test_optuna_study_over_lr_and_rank(tmp_path: Path) -> None:
     assert "**best**" in (out / "summary.md").read_text()
 
 
+@pytest.mark.cluster
 def test_sbatch_template_for_users_outside_hydra(slurm, tmp_path: Path) -> None:
     """launchers/sbatch/train.sbatch, submitted by hand with its GPU shape overridden for the CPU cluster."""
     cmd = ["sbatch", "--parsable", "--wait", f"--chdir={tmp_path}", f"--export=ALL,QFT_VENV={sys.prefix}"]

@@ -8,8 +8,7 @@ from hydra.utils import get_class, get_method
 from omegaconf import OmegaConf
 
 from quantum_ft.utils.config import conf_dir
-
-from .conftest import compose_train
+from tests.helpers import compose_train
 
 GROUPS = [
     "model",
@@ -18,6 +17,7 @@ GROUPS = [
     "optimizer",
     "data",
     "cluster",
+    "distributed",
     "trainer",
     "logger",
     "callbacks",
@@ -96,3 +96,46 @@ def test_unknown_option_lists_the_choices() -> None:
 def test_cluster_geometry_feeds_the_trainer() -> None:
     cfg = compose_train(["cluster.devices=2", "cluster.num_nodes=3"])
     assert (cfg.trainer.devices, cfg.trainer.num_nodes) == (2, 3)
+
+
+def test_stage_chooses_the_distributed_option_and_diloco_settings_live_in_one_place() -> None:
+    plain = compose_train([])
+    assert plain.trainer.strategy == "auto" and not plain.distributed.callbacks
+    diloco = compose_train(["stage=diloco", "distributed.callbacks.diloco.tau=7"])
+    assert diloco.trainer.strategy._target_ == "quantum_ft.distributed.DiLoCoStrategy"
+    assert diloco.distributed.callbacks.diloco.tau == 7 and diloco.stage._target_.endswith("SFTModule")
+    assert set(diloco.distributed.callbacks) == {"diloco", "communication"} and "diloco" not in diloco.callbacks
+    ddp = compose_train(["stage=ddp"])
+    assert ddp.trainer.strategy._target_ == "quantum_ft.distributed.MeteredDDPStrategy"
+    assert set(ddp.distributed.callbacks) == {"communication"}
+    # the DDP baseline of an experiment inherits nothing of DiLoCo
+    baseline = compose_train(["+experiment=nanogpt_small_ddp"])
+    assert "diloco" not in baseline.distributed.callbacks and baseline.trainer.max_steps == 5000
+
+
+def test_optimized_metric_follows_the_stage() -> None:
+    assert (compose_train([]).optimized_metric, compose_train([]).optimized_mode) == ("val/loss_after", "min")
+    grpo = compose_train(["stage=grpo", "data=rl_prompts"])
+    assert (grpo.optimized_metric, grpo.optimized_mode) == ("val/reward_after", "max")
+
+
+ROOMS = {  # config group -> where its project classes live
+    "model": "quantum_ft.models.",
+    "adapter": "quantum_ft.adapters.",
+    "stage": "quantum_ft.stages.",
+    "data": "quantum_ft.data.",
+    "distributed": ("quantum_ft.distributed.", "quantum_ft.callbacks."),
+    "callbacks": "quantum_ft.callbacks.",
+    "logger": "quantum_ft.loggers.",
+    "trainer": "quantum_ft.distributed.",
+}
+
+
+@pytest.mark.parametrize("group", sorted(ROOMS))
+def test_each_group_builds_classes_of_its_own_room(group: str) -> None:
+    """The configs of a group name project classes only from the room of the code that matches it."""
+    for option in options(group):
+        text = (conf_dir() / group / f"{option}.yaml").read_text()
+        targets = [line.split(":", 1)[1].strip() for line in text.splitlines() if "_target_:" in line]
+        ours = [t for t in targets if t.startswith("quantum_ft.")]
+        assert all(t.startswith(ROOMS[group]) for t in ours), (option, ours)

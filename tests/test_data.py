@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from quantum_ft.data.datamodule import Collator, pack
 
 from quantum_ft.data import DataFormatError, SFTDataModule
 from quantum_ft.data.encode import IGNORE_INDEX, encode_conversation
 from quantum_ft.data.formats import to_messages
 from quantum_ft.data.sampler import ResumableBatchSampler
+from quantum_ft.data.sft import pack
 
 SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
 
@@ -145,7 +145,31 @@ def test_tokenised_data_is_cached(smol_tokenizer, tmp_path: Path, monkeypatch) -
     first = make_dm(smol_tokenizer, [{"path": str(path)}], cache_dir=str(tmp_path / "cache"))
     monkeypatch.setattr(SFTDataModule, "_build", lambda self: pytest.fail("cache was not used"))
     second = make_dm(smol_tokenizer, [{"path": str(path)}], cache_dir=str(tmp_path / "cache"))
-    assert [e.input_ids for e in second.train_set] == [e.input_ids for e in first.train_set]
+    for a, b in [(first.train_set, second.train_set), (first.val_set, second.val_set)]:
+        assert a == b  # Encoded dataclasses: ids, labels and the truncation flag
+    assert second.stats == first.stats
+
+
+def test_a_tokenised_cache_that_carries_code_is_never_unpickled(smol_tokenizer, tmp_path: Path) -> None:
+    """A cache folder shared on a cluster is data, not code: a crafted file holding a pickle is refused (and
+    rebuilt from the records), and nothing in it runs."""
+    import numpy as np
+
+    path = write_json(tmp_path / "d.json", alpaca(8))
+    first = make_dm(smol_tokenizer, [{"path": str(path)}], cache_dir=str(tmp_path / "cache"))
+    (cache,) = (tmp_path / "cache").glob("sft-*.npz")
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    with open(cache, "wb") as f:  # an object array: np.save pickles it
+        np.savez(f, meta=np.array([Payload()], dtype=object))
+    second = make_dm(smol_tokenizer, [{"path": str(path)}], cache_dir=str(tmp_path / "cache"))
+    assert not marker.exists() and second.train_set == first.train_set
+    with np.load(cache, allow_pickle=False) as rebuilt:  # and the good cache is back
+        assert "train_ids" in rebuilt
 
 
 def test_packing_keeps_every_token(smol_tokenizer, tmp_path: Path) -> None:
@@ -158,10 +182,12 @@ def test_packing_keeps_every_token(smol_tokenizer, tmp_path: Path) -> None:
 def test_collator_pads_right_without_loss(smol_tokenizer, tmp_path: Path) -> None:
     dm = make_dm(smol_tokenizer, [{"path": str(write_json(tmp_path / "d.json", alpaca(6)))}])
     short, long = sorted(dm.train_set[:2], key=lambda e: len(e.input_ids))
-    batch = Collator(pad_token_id=0)([short, long])
+    batch = dm.collate([short, long])
     n = len(short.input_ids)
     assert batch["attention_mask"][0].tolist() == [1] * n + [0] * (batch["input_ids"].shape[1] - n)
     assert (batch["labels"][0, n:] == IGNORE_INDEX).all()
+    assert (batch["input_ids"][0, n:] == smol_tokenizer.pad_token_id).all()
+    assert batch["labels"][1].tolist() == long.labels and batch["input_ids"][1].tolist() == long.input_ids
 
 
 def test_sampler_shuffles_per_epoch_shards_and_skips() -> None:

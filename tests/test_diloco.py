@@ -19,8 +19,9 @@ from transformers import AutoModelForCausalLM
 from quantum_ft.data.sampler import ResumableBatchSampler
 from quantum_ft.train import train
 from quantum_ft.utils.plots import read_metric_series
+from tests.helpers import assert_resume_matches, compose_train
 
-from .conftest import compose_train
+pytestmark = pytest.mark.integration  # every run goes through the command line, with worker processes
 
 # A very small NanoGPT in float64, so equal algorithms agree to rounding.
 BASE = [
@@ -36,7 +37,6 @@ BASE = [
     "data=tiny_shakespeare",
     "data.batch_size=4",
     "data.val_windows=8",
-    "callbacks.sample_generations=null",
     "logger=csv",
     "trainer.enable_progress_bar=false",
     "validate_before=false",
@@ -46,7 +46,7 @@ BASE = [
     "stage.scheduler=constant",
     "stage.warmup_ratio=0",
 ]
-DILOCO = ["stage=diloco", "callbacks.diloco.comm_dtype=float64"]
+DILOCO = ["stage=diloco", "distributed.callbacks.diloco.comm_dtype=float64"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -97,10 +97,10 @@ def test_tau_1_with_sgd_is_synchronous_data_parallel_sgd(tmp_path: Path) -> None
         tmp_path,
         *DILOCO,
         "cluster.devices=2",
-        "callbacks.diloco.tau=1",
-        "callbacks.diloco.outer_lr=1.0",
-        "callbacks.diloco.outer_momentum=0.0",
-        "callbacks.diloco.nesterov=false",
+        "distributed.callbacks.diloco.tau=1",
+        "distributed.callbacks.diloco.outer_lr=1.0",
+        "distributed.callbacks.diloco.outer_momentum=0.0",
+        "distributed.callbacks.diloco.nesterov=false",
         "optimizer=sgd",
         "optimizer.lr=0.1",
         "trainer.max_steps=3",
@@ -122,10 +122,10 @@ def test_one_worker_outer_sgd_lr_1_is_the_inner_optimiser(tmp_path: Path) -> Non
         tmp_path / "diloco",
         *DILOCO,
         "cluster.devices=1",
-        "callbacks.diloco.tau=2",
-        "callbacks.diloco.outer_lr=1.0",
-        "callbacks.diloco.outer_momentum=0.0",
-        "callbacks.diloco.nesterov=false",
+        "distributed.callbacks.diloco.tau=2",
+        "distributed.callbacks.diloco.outer_lr=1.0",
+        "distributed.callbacks.diloco.outer_momentum=0.0",
+        "distributed.callbacks.diloco.nesterov=false",
         *common,
     )
     plain, diloco = final_params(tmp_path / "plain"), final_params(tmp_path / "diloco")
@@ -159,9 +159,9 @@ def simulate_diloco(cfg, workers: int, tau: int, steps: int, lr: float, outer_lr
 DILOCO_2x3 = [
     *DILOCO,
     "cluster.devices=2",
-    "callbacks.diloco.tau=3",
-    "callbacks.diloco.outer_lr=0.7",
-    "callbacks.diloco.outer_momentum=0.9",
+    "distributed.callbacks.diloco.tau=3",
+    "distributed.callbacks.diloco.outer_lr=0.7",
+    "distributed.callbacks.diloco.outer_momentum=0.9",
     "optimizer.lr=3e-3",
 ]
 
@@ -181,15 +181,15 @@ def test_two_workers_adamw_nesterov_equal_the_single_process_simulation(tmp_path
 
 def test_resume_in_the_middle_of_an_outer_loop_reproduces_the_run(tmp_path: Path) -> None:
     common = [*DILOCO_2x3, "trainer.max_steps=8", "callbacks.model_checkpoint.every_n_train_steps=2"]
-    run(tmp_path / "straight", *common)
-    _, crashed = run(
-        tmp_path / "resumed",
-        *common,
-        "+callbacks.crash._target_=tests.helpers.InterruptAfterStep",
-        "+callbacks.crash.step=5",
-        expect_failure=True,
-    )
-    assert "simulated crash" in crashed.stdout + crashed.stderr
+    crashes = []
+
+    def train_once(out: Path, extra: list[str]) -> None:
+        _, result = run(out, *common, *extra, expect_failure=bool(extra))
+        crashes.append("simulated crash" in result.stdout + result.stderr)
+
+    # crash after step 5, checkpoint at 4: resumed between outer steps 3 and 6
+    assert_resume_matches(train_once, tmp_path, crash_step=5, steps=8)
+    assert crashes == [False, True, False]
     assert (tmp_path / "resumed/checkpoints/diloco/rank1-step4.pt").is_file()
     assert sorted(p.name for p in (tmp_path / "straight/checkpoints/diloco").iterdir()) == [
         "rank0-step6.pt",
@@ -197,11 +197,9 @@ def test_resume_in_the_middle_of_an_outer_loop_reproduces_the_run(tmp_path: Path
         "rank1-step6.pt",
         "rank1-step8.pt",
     ]  # the two newest per rank
-    run(tmp_path / "resumed", *common)  # ckpt_path=auto: resumes from step 4, between outer steps 3 and 6
     straight, resumed = final_params(tmp_path / "straight"), final_params(tmp_path / "resumed")
     for name in straight:
         torch.testing.assert_close(resumed[name], straight[name], atol=1e-10, rtol=0, msg=name)
-    assert [s for s, _ in read_metric_series(tmp_path / "resumed/csv", "train/loss")] == list(range(8))
 
 
 def test_ddp_baseline_counts_every_gradient_every_step(tmp_path: Path) -> None:
@@ -213,7 +211,7 @@ def test_ddp_baseline_counts_every_gradient_every_step(tmp_path: Path) -> None:
 
 def test_diloco_without_its_strategy_is_refused(tmp_path: Path) -> None:
     cfg = compose_train(
-        [*BASE, "stage=causal_lm", "+callbacks.diloco._target_=quantum_ft.stages.DiLoCo", "trainer.max_steps=1"],
+        [*BASE, "stage=causal_lm", "+callbacks.diloco._target_=quantum_ft.callbacks.DiLoCo", "trainer.max_steps=1"],
         tmp_path,
     )
     with pytest.raises(ValueError, match="DiLoCoStrategy"):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from quantum_ft.train import train
-
-from .conftest import compose_train
+from quantum_ft.utils.text import render_prompt
+from tests.helpers import compose_train
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_embedded_model_grpo_rollouts_and_steps(tmp_path: Path) -> None:
     import torch
     from hydra.utils import instantiate
 
-    from quantum_ft.data.prompts import LeftPadCollator, Prompt
+    from quantum_ft.data.prompts import Prompt, PromptDataModule
 
     cfg = compose_train(
         [
@@ -67,13 +67,10 @@ def test_embedded_model_grpo_rollouts_and_steps(tmp_path: Path) -> None:
     module = instantiate(cfg.stage, model=model, tokenizer=tokenizer, optimizer=None)
 
     def render(text: str) -> list[int]:
-        chat = tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-        )
-        return tokenizer(chat, add_special_tokens=False).input_ids
+        return tokenizer(render_prompt(tokenizer, text), add_special_tokens=False).input_ids
 
     short, long = "What is 2+2?", "Give three tips for staying healthy, and say why each one matters."
-    batch = LeftPadCollator(tokenizer.eos_token_id)(
+    batch = PromptDataModule(tokenizer, [{"path": "unused.json"}]).collate(
         [Prompt(render(short), short, {"reference": "4"}), Prompt(render(long), long, {"reference": None})]
     )
     assert batch["attention_mask"][0, 0] == 0  # the short prompt is padded

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
+from hydra.utils import instantiate
 
 from quantum_ft.data.encode import IGNORE_INDEX, Encoded
 from quantum_ft.evaluation.choice_data import EvalDataError, Question, Subject, load_hub, load_local
 from quantum_ft.evaluation.harness import ENGLISH, evaluate_subjects, letter_scores, letter_token_ids, summarize
 from quantum_ft.evaluation.text_metrics import perplexity, rouge_l, rouge_n, rouge_tokens, split_prompt_and_reference
-from quantum_ft.utils.config import conf_dir
+from quantum_ft.models.build import from_checkpoint
+from quantum_ft.utils.config import compose_config, resource
+from tests import helpers
 
 SUBJECT = Subject(
     name="astronomy",
@@ -32,11 +33,7 @@ SUBJECT = Subject(
 
 
 def compose_eval(overrides: list[str], out: Path):
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("eval", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
-    return cfg
+    return compose_config("eval", overrides, output_dir=str(out))
 
 
 def test_prompt_matches_the_hand_written_one() -> None:
@@ -60,19 +57,8 @@ def test_letters_are_single_tokens_after_the_cue(smol_tokenizer) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(smol_tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(smol_tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    return LlamaForCausalLM(config).eval()
+def tiny_model():
+    return helpers.tiny_model(hidden_size=32, intermediate_size=64)
 
 
 def test_cached_batched_scores_equal_a_plain_forward_of_each_prompt(tiny_model, smol_tokenizer) -> None:
@@ -104,7 +90,7 @@ def test_an_interrupted_exam_resumes_from_its_journal(tiny_model, smol_tokenizer
 
 
 def test_csv_readers_for_mmlu_and_headed_exams(tmp_path: Path) -> None:
-    mmlu = load_local(conf_dir().parent / "src/quantum_ft/resources/mmlu.zip", "test", subjects=["anatomy"])
+    mmlu = load_local(resource("mmlu.zip"), "test", subjects=["anatomy"])
     assert len(mmlu) == 1 and len(mmlu[0].eval) == 135 and len(mmlu[0].dev) == 5
     for split in ("dev", "test"):  # CMMLU's layout: a header, <split>/<subject>.csv
         (tmp_path / split).mkdir()
@@ -123,7 +109,7 @@ def test_csv_readers_for_mmlu_and_headed_exams(tmp_path: Path) -> None:
 def test_hub_exam_offline_says_how_to_provide_it(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    with pytest.raises(EvalDataError, match="eval.cmmlu_path|eval.cmmlu.path|point eval.cmmlu"):
+    with pytest.raises(EvalDataError, match=r"point eval\.cmmlu\.path at the folder or zip holding its dev/ and test/"):
         load_hub("cmmlu", None, ["arts"], 2)
 
 
@@ -176,7 +162,11 @@ def test_eval_command_on_the_tiny_model(tmp_path: Path) -> None:
         "sociology",
     }
     assert set(mmlu["categories"]) == {"Other", "STEM", "Humanities", "Social Sciences"}
-    assert all(0.0 <= s["accuracy"] <= 1.0 for s in mmlu["subjects"].values())
+    # the command's figures are the harness's on the same model and questions
+    subjects = load_local(resource("mmlu.zip"), "test", subjects=sorted(mmlu["subjects"]), max_samples=3)
+    direct = evaluate_subjects(helpers.tiny_model(), helpers.tiny_source().load_tokenizer(), subjects, progress=False)
+    assert {r.name: r.accuracy for r in direct} == {k: v["accuracy"] for k, v in mmlu["subjects"].items()}
+    assert mmlu["accuracy"] == sum(r.correct for r in direct) / 12
     assert math.isfinite(results["perplexity"]["perplexity"]) and results["rouge"]["answers"] == 2
     assert json.loads((tmp_path / "results.json").read_text())["mmlu"]["k_shot"] == 5
     assert "| high_school_us_history | Humanities |" in (tmp_path / "results.md").read_text()
@@ -189,7 +179,15 @@ def test_evaluation_as_a_stage_after_training(tiny_cfg) -> None:
     cfg = tiny_cfg("eval.tasks=[mmlu,perplexity]", "eval.max_samples=2", "eval.subjects=[anatomy]", "eval.k_shot=1")
     metrics = train(cfg)
     out = Path(cfg.paths.output_dir)
-    assert 0.0 <= metrics["eval/mmlu/accuracy"] <= 1.0 and math.isfinite(metrics["eval/perplexity/perplexity"])
+    # evaluated on the trained model: the figures are those of the harness on the run's artifact
+    built = from_checkpoint(out)
+    subjects = load_local(resource("mmlu.zip"), "test", subjects=["anatomy"], max_samples=2)
+    direct = evaluate_subjects(built.model, built.tokenizer, subjects, k_shot=1, progress=False)
+    assert metrics["eval/mmlu/accuracy"] == direct[0].accuracy
+    datamodule = instantiate(cfg.data, tokenizer=built.tokenizer)
+    datamodule.setup("fit")
+    expected = perplexity(built.model, datamodule.val_dataloader(), progress=False)["perplexity"]
+    assert metrics["eval/perplexity/perplexity"] == pytest.approx(expected, rel=1e-5)
     assert json.loads((out / "metrics.json").read_text())["eval/mmlu/questions"] == 2
     assert (out / "eval/results.md").is_file()
     assert read_metric_series(out / "csv", "eval/mmlu/accuracy")  # logged with the run

@@ -12,14 +12,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from quantum_ft.data.formats import DataFormatError
-from quantum_ft.data.prompts import LeftPadCollator, Prompt, prompt_messages
+from quantum_ft.data.prompts import Prompt, PromptDataModule, prompt_messages
 from quantum_ft.stages.grpo import GRPOModule, completion_mask
 from quantum_ft.stages.grpo_objective import group_advantages
 from quantum_ft.stages.rewards import ContainsReference, Diversity, EndsWithEOS, TagFormat, TargetLength
 from quantum_ft.train import train
-from quantum_ft.utils.plots import read_metric_series
-from tests.conftest import compose_train
-from tests.helpers import Interrupt
+from tests.helpers import assert_resume_matches, compose_train, until_crash
 
 GRPO_TINY = [
     "model=tiny",
@@ -48,9 +46,11 @@ def test_prompt_messages_from_each_record_shape() -> None:
         prompt_messages({"prompt": 3})
 
 
-def test_left_pad_collator() -> None:
-    batch = LeftPadCollator(pad_token_id=0)([Prompt([5, 6, 7], "a", {"x": 1}), Prompt([8], "b", {})])
-    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+def test_prompt_batches_are_left_padded_with_their_columns(smol_tokenizer) -> None:
+    data = PromptDataModule(smol_tokenizer, [{"path": "unused.json"}])
+    batch = data.collate([Prompt([5, 6, 7], "a", {"x": 1}), Prompt([8], "b", {})])
+    pad = smol_tokenizer.pad_token_id
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [pad, pad, 8]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
     assert batch["prompts"] == ["a", "b"] and batch["columns"] == {"x": [1, None]}
 
@@ -96,7 +96,7 @@ def _module(*overrides: str) -> tuple[GRPOModule, dict]:
     dm.setup("fit")
     model = adapter.apply(source.load_model())
     module = instantiate(cfg.stage, model=model, tokenizer=tokenizer, optimizer=instantiate(cfg.optimizer))
-    batch = LeftPadCollator(tokenizer.eos_token_id)(dm.train_set[:2])  # prompts of different lengths
+    batch = dm.collate(dm.train_set[:2])  # prompts of different lengths
     return module, batch
 
 
@@ -163,7 +163,15 @@ def test_full_finetune_with_kl_uses_a_frozen_copy() -> None:
     assert module.reference_model is not None
     assert not any(p.requires_grad for p in module.reference_model.parameters())
     module.log = lambda *a, **k: None
+    reference = {n: p.clone() for n, p in module.reference_model.named_parameters()}
+    optimizer = torch.optim.SGD([p for p in module.model.parameters() if p.requires_grad], lr=1.0)
     module.training_step(batch, 0).backward()
+    assert all(p.grad is None for p in module.reference_model.parameters())  # nothing flows into the copy
+    optimizer.step()
+    for name, p in module.reference_model.named_parameters():
+        assert torch.equal(p, reference[name]), name  # the policy moved, the reference did not
+    moved = [n for n, p in module.model.named_parameters() if not torch.equal(p, reference[n])]
+    assert moved, "the policy did not move either"
 
 
 def test_bad_reward_weights_are_refused() -> None:
@@ -227,17 +235,7 @@ def test_interrupted_grpo_run_resumes_to_the_same_rollouts(tmp_path: Path, crash
         "stage.beta=0.04",
         "adapter.dropout=0.1",
     ]
-    train(compose_train(common, tmp_path / "straight"))
-    crashing = [
-        *common,
-        "+callbacks.crash._target_=tests.helpers.InterruptAfterStep",
-        f"+callbacks.crash.step={crash_step}",
-    ]
-    with pytest.raises(Interrupt):
-        train(compose_train(crashing, tmp_path / "resumed"))
-    train(compose_train(common, tmp_path / "resumed"))  # ckpt_path=auto finds last.ckpt
-    for metric in ("train/reward", "train/loss", "train/completion_tokens"):
-        expected = read_metric_series(tmp_path / "straight/csv", metric)
-        got = read_metric_series(tmp_path / "resumed/csv", metric)
-        assert len(expected) == 7 and [s for s, _ in got] == [s for s, _ in expected]
-        torch.testing.assert_close(torch.tensor([v for _, v in got]), torch.tensor([v for _, v in expected]))
+
+    run = until_crash(lambda out, extra: train(compose_train([*common, *extra], out)))
+    metrics = ("train/reward", "train/loss", "train/completion_tokens")
+    assert_resume_matches(run, tmp_path, crash_step, steps=7, metrics=metrics)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from quantum_ft.stages.sharding import TransformerBlockPolicy, clean_parameter_name
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from quantum_ft.adapters import LoraAdapter
+from quantum_ft.distributed import TransformerBlockPolicy, clean_parameter_name
 from quantum_ft.models.nanogpt import NanoGPT, NanoGPTConfig
+from tests.helpers import tiny_model
 
 CPU = torch.device("cpu")  # FSDP picks an accelerator unless told; there is none here
 
@@ -31,17 +31,29 @@ def units(model: torch.nn.Module) -> list[str]:
 
 
 def test_policy_wraps_each_llama_block_of_a_lora_model(process_group) -> None:
-    config = LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4
-    )
-    model = LoraAdapter(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]).apply(LlamaForCausalLM(config))
+    lora = LoraAdapter(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    model, reference = (lora.apply(tiny_model(num_hidden_layers=3)) for _ in range(2))
+    with torch.no_grad():  # a non-zero LoRA update, the same in both
+        for (_, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
+            if p.requires_grad:
+                p.copy_(torch.randn_like(p) * 0.1)
+                q.copy_(p)
     before = {n for n, p in model.named_parameters() if p.requires_grad}
     wrapped = FSDP(model, auto_wrap_policy=TransformerBlockPolicy(), use_orig_params=True, device_id=CPU)
     assert units(wrapped).count("LlamaDecoderLayer") == 3 and len(units(wrapped)) == 4  # 3 blocks + the root
     after = {clean_parameter_name(n) for n, p in wrapped.named_parameters() if p.requires_grad}
     assert after == before and any("_fsdp_wrapped_module" in n for n, _ in wrapped.named_parameters())
-    loss = wrapped(input_ids=torch.randint(0, 64, (2, 8)), labels=torch.randint(0, 64, (2, 8))).loss
-    loss.backward()  # the sharded model trains
+    ids = torch.randint(0, 1000, (2, 8))
+    loss = wrapped(input_ids=ids, labels=ids).loss
+    loss.backward()
+    expected = reference(input_ids=ids, labels=ids).loss
+    expected.backward()
+    # the sharded model computes the same loss and the same gradients for every trained tensor
+    torch.testing.assert_close(loss, expected)
+    grads = {clean_parameter_name(n): p.grad for n, p in wrapped.named_parameters() if p.requires_grad}
+    for name, p in reference.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(grads[name], p.grad, atol=1e-6, rtol=1e-5, msg=name)
 
 
 def test_policy_learns_nanogpt_blocks(process_group) -> None:

@@ -1,4 +1,5 @@
-"""Atomic checkpoint writes, the loss-curve helpers, the W&B offline switch, the data-stats command."""
+"""Atomic checkpoint and folder writes, the generic helpers (model modes, padding), the loss-curve helpers, the W&B
+offline switch, the data-stats command."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from quantum_ft.utils.checkpoint_io import AtomicCheckpointIO
 
+from quantum_ft.artifacts import AtomicCheckpointIO
+from quantum_ft.utils.io import atomic_directory
+from quantum_ft.utils.modes import evaluating
 from quantum_ft.utils.plots import ema, read_metric_series
+from quantum_ft.utils.text import pad, pad_with_mask
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path: Path, monkeypatch) -> None:
@@ -24,7 +28,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path: Path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "global_step": 2}, str(path))
     monkeypatch.undo()
-    assert torch.load(path)["global_step"] == 1
+    assert io.load_checkpoint(str(path))["global_step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"], "temporary file left behind"
 
 
@@ -44,7 +48,7 @@ def test_ema_is_debiased() -> None:
 
 
 def test_wandb_is_offline_without_credentials(tmp_path: Path, monkeypatch) -> None:
-    from quantum_ft.utils.loggers import wandb_logger
+    from quantum_ft.loggers import wandb_logger
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -80,3 +84,32 @@ def test_auto_resume_picks_the_newest_checkpoint(tmp_path: Path) -> None:
     os.utime(hpc, (2_000, 2_000))
     assert resolve_ckpt_path("auto", tmp_path) == str(hpc)
     assert resolve_ckpt_path("last", tmp_path) == str(last) and resolve_ckpt_path(None, tmp_path) is None
+
+
+def test_a_failed_folder_write_leaves_the_old_folder_and_no_debris(tmp_path: Path) -> None:
+    target = tmp_path / "artifact"
+    with atomic_directory(target) as tmp:
+        (tmp / "a.txt").write_text("first")
+    with pytest.raises(KeyboardInterrupt), atomic_directory(target) as tmp:
+        (tmp / "a.txt").write_text("second")
+        raise KeyboardInterrupt
+    assert (target / "a.txt").read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["artifact"]
+    with atomic_directory(target, replace=False) as tmp:  # a shared cache: the first complete copy wins
+        (tmp / "a.txt").write_text("third")
+    assert (target / "a.txt").read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["artifact"]
+
+
+@pytest.mark.parametrize("was_training", [True, False])
+def test_evaluating_restores_the_mode_even_when_the_work_fails(was_training: bool) -> None:
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5)).train(was_training)
+    with pytest.raises(ValueError), evaluating(model):
+        assert not model.training and not model[0].training
+        raise ValueError
+    assert model.training is was_training and model[0].training is was_training
+
+
+def test_padding_by_hand() -> None:
+    assert pad([[1, 2, 3], [4]], 0).tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert pad([[1, 2, 3], [4]], 9, side="left").tolist() == [[1, 2, 3], [9, 9, 4]]
+    ids, mask = pad_with_mask([[5], [6, 7], []], -1, side="left")
+    assert ids.tolist() == [[-1, 5], [6, 7], [-1, -1]] and mask.tolist() == [[0, 1], [1, 1], [0, 0]]

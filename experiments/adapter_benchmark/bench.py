@@ -41,8 +41,8 @@ def timed(fn, repeats: int) -> float:
 
 
 def circuit_case(n: int, layers: int, device: str, quick: bool) -> dict:
-    from quantum_ft.quantum.backends import make_circuit
-    from quantum_ft.quantum.vqc import VQCSpec, choose_mode
+    from quantum_ft.quantum import VQCSpec, make_circuit
+    from quantum_ft.quantum.vqc import choose_mode
 
     spec = VQCSpec(n, layers)
     g = torch.Generator().manual_seed(0)
@@ -114,9 +114,9 @@ def train_step_child(adapter: str, device: str, steps: int) -> None:
     """Runs in a fresh process so that its peak memory is its own."""
     from hydra.utils import instantiate
 
-    from tests.conftest import compose_train
+    from quantum_ft.utils.config import compose_config
 
-    cfg = compose_train([f"adapter={adapter}"])
+    cfg = compose_config("train", [f"adapter={adapter}"])
     source, adapt = instantiate(cfg.model), instantiate(cfg.adapter)
     model = adapt.apply(source.load_model()).to(device).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

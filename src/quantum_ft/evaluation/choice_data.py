@@ -160,6 +160,6 @@ def load_hub(task: str, eval_split: str | None, subjects: list[str] | None, max_
     except Exception as err:  # offline, unknown subject, changed dataset layout
         raise EvalDataError(
             f"Could not load {task} from the Hugging Face hub ({repo}): {type(err).__name__}: {err}\n"
-            f"Without network, download it elsewhere and point eval.{task}_path at the folder or zip holding its "
+            f"Without network, download it elsewhere and point eval.{task}.path at the folder or zip holding its "
             f"dev/ and {eval_split or default_split}/ CSV files (one per subject)."
         ) from err

@@ -28,13 +28,18 @@ def config_path() -> str:
     return f"file://{conf_dir()}" if os.environ.get(CONF_ENV) else CONF_PACKAGE
 
 
-def compose_config(name: str, overrides: list[str] | tuple[str, ...] = (), output_dir: str | None = None) -> DictConfig:
+def compose_config(
+    name: str, overrides: list[str] | tuple[str, ...] = (), output_dir: str | None = None, hydra: bool = False
+) -> DictConfig:
     """A primary config (train, eval, ...) composed as the command line would, outside a Hydra app: for chat,
-    notebooks and tests. `output_dir` fills `paths.output_dir`, which only a running Hydra job knows."""
+    notebooks and tests. `output_dir` fills `paths.output_dir`, which only a running Hydra job knows; `hydra`
+    keeps the `hydra` node (launcher, sweeper)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose(name, overrides=list(overrides))
+        cfg = compose(name, overrides=list(overrides), return_hydra_config=hydra)
+    if hydra:
+        return cfg
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir) if output_dir else "/nonexistent-output"
     return cfg
