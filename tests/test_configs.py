@@ -139,3 +139,11 @@ def test_each_group_builds_classes_of_its_own_room(group: str) -> None:
         targets = [line.split(":", 1)[1].strip() for line in text.splitlines() if "_target_:" in line]
         ours = [t for t in targets if t.startswith("quantum_ft.")]
         assert all(t.startswith(ROOMS[group]) for t in ours), (option, ours)
+
+
+def test_a_users_config_directory_joins_through_the_search_path(tmp_path) -> None:
+    """README: your own configs live in a directory of yours, added with hydra.searchpath."""
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\ntask_name: mine\noptimizer:\n  lr: 0.123\n")
+    cfg = compose_train([f"hydra.searchpath=[file://{tmp_path}]", "+experiment=mine"])
+    assert (cfg.task_name, cfg.optimizer.lr, cfg.model.name) == ("mine", 0.123, "SmolLM2-135M-Instruct")

@@ -13,6 +13,7 @@ from tests.helpers import compose_train
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_embedded_model_answers_and_trains(tmp_path: Path) -> None:
     cfg = compose_train(
         [
@@ -37,6 +38,7 @@ def test_embedded_model_answers_and_trains(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_embedded_model_grpo_rollouts_and_steps(tmp_path: Path) -> None:
     """GRPO on the real model: a greedy rollout of a left-padded batch gives what plain `generate` gives for the
     prompt alone, ends with the chat template's EOS and answers correctly (so rewards see the text users would);

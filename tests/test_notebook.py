@@ -12,6 +12,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_quickstart_notebook_runs(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("QFT_QUICKSTART_DIR", str(tmp_path / "run"))
     monkeypatch.setenv("QFT_QUICKSTART_STEPS", "4")

@@ -1,4 +1,5 @@
-"""The contract between an adapter config and the training stage."""
+"""The contract between an adapter config (quantum_ft/conf/adapter/) and everything that builds, trains, saves and
+reloads a model: models.build_model, the stages, artifacts, export and chat."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ class Adapter(ABC):
     """Turns a base model into the model that is trained, and saves what was trained.
 
     A new adapter type (vqc, quanTA, ...) is a subclass in its own module plus one YAML file in
-    conf/adapter/: the stage, checkpoints, artifacts, export and chat only talk to this interface.
+    quantum_ft/conf/adapter/; nothing else needs to know it exists.
     """
 
     name: str = "adapter"

@@ -32,6 +32,21 @@ class PeftAdapter(Adapter):
         return model.merge_and_unload()
 
 
+class RegisteredMethodAdapter(PeftAdapter):
+    """Hydra face of a PEFT method registered by this package (vqc, tq, quanta): the yaml's settings are its
+    PeftConfig's fields, checked when the adapter is built, before the model loads."""
+
+    config_cls: type
+
+    def __init__(self, target_modules: list[str] | str = ("q_proj", "v_proj"), **settings: Any) -> None:
+        self.target_modules = target_modules if isinstance(target_modules, str) else list(target_modules)
+        self.settings = settings
+        self.peft_config()
+
+    def peft_config(self) -> Any:
+        return self.config_cls(task_type="CAUSAL_LM", target_modules=self.target_modules, **self.settings)
+
+
 class LoraAdapter(PeftAdapter):
     name = "lora"
 

@@ -28,7 +28,7 @@ from peft.config import PeftConfig
 from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
 
-from quantum_ft.adapters.lora import PeftAdapter
+from quantum_ft.adapters.lora import RegisteredMethodAdapter
 from quantum_ft.adapters.peft_registry import LinearTuner, init_linear_layer, peft_type, register
 
 
@@ -198,29 +198,11 @@ class QuanTAModel(LinearTuner):
 register("quanta", QuanTAConfig, QuanTAModel)
 
 
-class QuanTAAdapter(PeftAdapter):
+class QuanTAAdapter(RegisteredMethodAdapter):
     """Hydra face of the quanta PEFT method (conf/adapter/quanta.yaml)."""
 
     name = "quanta"
-
-    def __init__(
-        self,
-        per_dim_features: list[int] = (16, 8, 4, 2),
-        q_d: int | None = None,
-        target_modules: list[str] | str = ("q_proj", "v_proj"),
-    ) -> None:
-        self.per_dim_features = list(per_dim_features)
-        self.q_d = q_d
-        self.target_modules = target_modules if isinstance(target_modules, str) else list(target_modules)
-        self.peft_config()
-
-    def peft_config(self) -> QuanTAConfig:
-        return QuanTAConfig(
-            task_type="CAUSAL_LM",
-            per_dim_features=self.per_dim_features,
-            q_d=self.q_d,
-            target_modules=self.target_modules,
-        )
+    config_cls = QuanTAConfig
 
 
 __all__ = ["QuanTAAdapter", "QuanTAConfig", "QuanTALinear", "QuanTAModel", "apply_gates", "gate_pairs"]

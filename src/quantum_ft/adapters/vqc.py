@@ -25,7 +25,7 @@ from peft.config import PeftConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
-from quantum_ft.adapters.lora import PeftAdapter
+from quantum_ft.adapters.lora import RegisteredMethodAdapter
 from quantum_ft.adapters.peft_registry import LinearTuner, init_linear_layer, peft_type, register
 from quantum_ft.quantum.backends import ENGINES, PENNYLANE_DEVICES, make_circuit
 from quantum_ft.quantum.circuit import MAX_QUBITS, VQCSpec
@@ -165,19 +165,11 @@ class VQCModel(LinearTuner):
 register("vqc", VQCConfig, VQCModel)
 
 
-class VQCAdapter(PeftAdapter):
+class VQCAdapter(RegisteredMethodAdapter):
     """Hydra face of the vqc PEFT method (conf/adapter/vqc.yaml)."""
 
     name = "vqc"
     config_cls: type[VQCConfig] = VQCConfig
-
-    def __init__(self, target_modules: list[str] | str = ("q_proj", "v_proj"), **settings: Any) -> None:
-        self.target_modules = target_modules if isinstance(target_modules, str) else list(target_modules)
-        self.settings = settings
-        self.peft_config()  # validate now: bad settings fail before the model loads
-
-    def peft_config(self) -> VQCConfig:
-        return self.config_cls(task_type="CAUSAL_LM", target_modules=self.target_modules, **self.settings)
 
     def merge(self, model: torch.nn.Module):
         raise TypeError(
