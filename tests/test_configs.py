@@ -144,6 +144,7 @@ def test_each_group_builds_classes_of_its_own_room(group: str) -> None:
 def test_a_users_config_directory_joins_through_the_search_path(tmp_path) -> None:
     """README: your own configs live in a directory of yours, added with hydra.searchpath."""
     (tmp_path / "experiment").mkdir()
-    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\ntask_name: mine\noptimizer:\n  lr: 0.123\n")
+    yaml = "# @package _global_\ntask_name: mine\noptimizer:\n  lr: 0.123\n"
+    (tmp_path / "experiment" / "mine.yaml").write_text(yaml)
     cfg = compose_train([f"hydra.searchpath=[file://{tmp_path}]", "+experiment=mine"])
     assert (cfg.task_name, cfg.optimizer.lr, cfg.model.name) == ("mine", 0.123, "SmolLM2-135M-Instruct")
