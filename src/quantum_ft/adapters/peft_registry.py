@@ -30,14 +30,18 @@ def peft_type(name: str) -> PeftType:
     return member
 
 
-def register(name: str, config_cls: type, model_cls: type) -> None:
-    """Idempotent registration of a PEFT method under lower-case `name` with parameter prefix `name_`."""
+def register_linear_method(name: str, config_cls: type, layer_cls: type) -> type:
+    """Register (once) the PEFT method `name` whose tuner wraps each targeted nn.Linear in `layer_cls`; its
+    parameters carry the prefix `name_`. Returns the tuner class."""
     from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 
     member = peft_type(name)
-    if PEFT_TYPE_TO_TUNER_MAPPING.get(member) is model_cls:
-        return
-    register_peft_method(name=name, config_cls=config_cls, model_cls=model_cls)
+    existing = PEFT_TYPE_TO_TUNER_MAPPING.get(member)
+    if existing is not None and existing.tuner_layer_cls is layer_cls:
+        return existing
+    tuner = type(f"{layer_cls.__name__}Tuner", (LinearTuner,), {"prefix": f"{name}_", "tuner_layer_cls": layer_cls})
+    register_peft_method(name=name, config_cls=config_cls, model_cls=tuner)
+    return tuner
 
 
 class LinearTuner(BaseTuner):

@@ -29,7 +29,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
 
 from quantum_ft.adapters.lora import RegisteredMethodAdapter
-from quantum_ft.adapters.peft_registry import LinearTuner, init_linear_layer, peft_type, register
+from quantum_ft.adapters.peft_registry import init_linear_layer, peft_type, register_linear_method
 
 
 def gate_pairs(num_axes: int) -> list[tuple[int, int]]:
@@ -190,12 +190,7 @@ class QuanTALinear(nn.Module, BaseTunerLayer):
         return "quanta." + super().__repr__()
 
 
-class QuanTAModel(LinearTuner):
-    prefix: str = "quanta_"
-    tuner_layer_cls = QuanTALinear
-
-
-register("quanta", QuanTAConfig, QuanTAModel)
+register_linear_method("quanta", QuanTAConfig, QuanTALinear)
 
 
 class QuanTAAdapter(RegisteredMethodAdapter):
@@ -205,4 +200,4 @@ class QuanTAAdapter(RegisteredMethodAdapter):
     config_cls = QuanTAConfig
 
 
-__all__ = ["QuanTAAdapter", "QuanTAConfig", "QuanTALinear", "QuanTAModel", "apply_gates", "gate_pairs"]
+__all__ = ["QuanTAAdapter", "QuanTAConfig", "QuanTALinear", "apply_gates", "gate_pairs"]

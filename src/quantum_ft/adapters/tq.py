@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from quantum_ft.adapters.peft_registry import register
-from quantum_ft.adapters.vqc import VQCAdapter, VQCConfig, VQCLinear, VQCModel
+from quantum_ft.adapters.peft_registry import register_linear_method
+from quantum_ft.adapters.vqc import VQCAdapter, VQCConfig, VQCLinear
 
 
 @dataclass
@@ -30,12 +30,7 @@ class TQLinear(VQCLinear):
     other_param_names = ("tq_settings",)
 
 
-class TQModel(VQCModel):
-    prefix: str = "tq_"
-    tuner_layer_cls = TQLinear
-
-
-register("tq", TQConfig, TQModel)
+register_linear_method("tq", TQConfig, TQLinear)
 
 
 class TQAdapter(VQCAdapter):

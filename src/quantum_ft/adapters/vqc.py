@@ -26,7 +26,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 from quantum_ft.adapters.lora import RegisteredMethodAdapter
-from quantum_ft.adapters.peft_registry import LinearTuner, init_linear_layer, peft_type, register
+from quantum_ft.adapters.peft_registry import init_linear_layer, peft_type, register_linear_method
 from quantum_ft.quantum.backends import ENGINES, PENNYLANE_DEVICES, make_circuit
 from quantum_ft.quantum.circuit import MAX_QUBITS, VQCSpec
 from quantum_ft.quantum.vqc import MODES
@@ -157,12 +157,7 @@ class VQCLinear(nn.Module, BaseTunerLayer):
         return f"{self.adapter_layer_names[0].split('_')[0]}." + super().__repr__()
 
 
-class VQCModel(LinearTuner):
-    prefix: str = "vqc_"
-    tuner_layer_cls = VQCLinear
-
-
-register("vqc", VQCConfig, VQCModel)
+register_linear_method("vqc", VQCConfig, VQCLinear)
 
 
 class VQCAdapter(RegisteredMethodAdapter):
