@@ -103,29 +103,10 @@ AutoModelForCausalLM.register(NanoGPTConfig, NanoGPT, exist_ok=True)
 class NanoGPTSource(ModelSource):
     """A freshly initialised NanoGPT (seeded). Its tokenizer comes from the text data (char or byte level)."""
 
-    def __init__(
-        self,
-        name: str,
-        vocab_size: int,
-        block_size: int,
-        n_embd: int,
-        n_layer: int,
-        n_head: int,
-        dropout: float = 0.0,
-        bias: bool = True,
-        seed: int = 0,
-        dtype: str = "float32",
-    ) -> None:
+    def __init__(self, name: str, seed: int = 0, dtype: str = "float32", **architecture: Any) -> None:
+        """`architecture`: NanoGPTConfig's fields (vocab_size, block_size, n_embd, n_layer, n_head, dropout, bias)."""
         self.name, self.seed, self.dtype = name, seed, dtype
-        self.config = NanoGPTConfig(
-            vocab_size=vocab_size,
-            block_size=block_size,
-            n_embd=n_embd,
-            n_layer=n_layer,
-            n_head=n_head,
-            dropout=dropout,
-            bias=bias,
-        )
+        self.config = NanoGPTConfig(**architecture)
 
     def load_tokenizer(self) -> None:
         return None

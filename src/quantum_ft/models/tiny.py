@@ -16,26 +16,16 @@ class TinyRandomModel(ModelSource):
         self,
         tokenizer_source: BundledGGUFModel,
         name: str = "tiny-llama",
-        hidden_size: int = 64,
-        intermediate_size: int = 128,
-        num_hidden_layers: int = 2,
-        num_attention_heads: int = 4,
-        num_key_value_heads: int = 2,
-        max_position_embeddings: int = 2048,
         seed: int = 0,
         dtype: str = "float32",
+        **architecture: int,
     ) -> None:
+        """`architecture`: LlamaConfig sizes (hidden_size, intermediate_size, num_hidden_layers, ...), from
+        conf/model/tiny.yaml."""
         self.dtype = dtype
         self.name = name
         self.tokenizer_source = tokenizer_source
-        self.arch = dict(
-            hidden_size=hidden_size,
-            intermediate_size=intermediate_size,
-            num_hidden_layers=num_hidden_layers,
-            num_attention_heads=num_attention_heads,
-            num_key_value_heads=num_key_value_heads,
-            max_position_embeddings=max_position_embeddings,
-        )
+        self.arch = {"max_position_embeddings": 2048, **architecture}
         self.seed = seed
 
     def load_tokenizer(self) -> PreTrainedTokenizerBase:
