@@ -13,19 +13,16 @@ from transformers import TextStreamer
 
 from quantum_ft.models.build import build_model
 from quantum_ft.utils.config import compose_config
-from quantum_ft.utils.text import Messages, render_prompt
+from quantum_ft.utils.text import Messages, greedy_generate, render_prompt
 
 
 @torch.no_grad()
 def reply(model: torch.nn.Module, tokenizer: Any, messages: Messages, max_new_tokens: int, stream: bool) -> str:
     """A greedy reply to a conversation, streamed to the terminal as it is generated when `stream`."""
-    enc = tokenizer(render_prompt(tokenizer, messages), return_tensors="pt", add_special_tokens=False)
-    enc = enc.to(next(model.parameters()).device)
+    ids = tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False).input_ids
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
-    out = model.generate(
-        **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id, streamer=streamer
-    )
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+    (answer,) = greedy_generate(model, tokenizer, [ids], max_new_tokens, streamer=streamer)
+    return tokenizer.decode(answer, skip_special_tokens=True).strip()
 
 
 def main(argv: list[str] | None = None) -> None:

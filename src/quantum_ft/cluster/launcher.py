@@ -30,6 +30,7 @@ from omegaconf import DictConfig, open_dict
 import quantum_ft
 from quantum_ft.cluster.geometry import check_geometry
 from quantum_ft.utils.config import CONF_ENV, CONF_PACKAGE, ConfigError, conf_dir
+from quantum_ft.utils.io import atomic_directory
 
 log = logging.getLogger(__name__)
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -45,19 +46,17 @@ def snapshot_code(destination: Path) -> Path:
         return destination
     package = Path(quantum_ft.__file__).resolve().parent
     plugins = Path(importlib.import_module("hydra_plugins.quantum_ft_launchers").__file__).resolve().parent
-    tmp = destination.with_name(destination.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(package, tmp / "src" / "quantum_ft", ignore=_IGNORE)
-    shutil.copytree(plugins, tmp / "src" / "hydra_plugins" / plugins.name, ignore=_IGNORE)
-    if conf_dir() != package / "conf":  # $QUANTUM_FT_CONF_DIR: the configs in use are not the package's own
-        shutil.rmtree(tmp / "src" / "quantum_ft" / "conf")
-        shutil.copytree(conf_dir(), tmp / "src" / "quantum_ft" / "conf", ignore=_IGNORE)
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        git = ["git", "-C", str(package)]
-        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
-        status = subprocess.run([*git, "status", "--short"], capture_output=True, text=True, check=True).stdout
-        (tmp / "git.txt").write_text(f"commit {commit.strip()}\nuncommitted changes:\n{status}")
-    tmp.rename(destination)
+    with atomic_directory(destination, replace=False) as tmp:
+        shutil.copytree(package, tmp / "src" / "quantum_ft", ignore=_IGNORE)
+        shutil.copytree(plugins, tmp / "src" / "hydra_plugins" / plugins.name, ignore=_IGNORE)
+        if conf_dir() != package / "conf":  # $QUANTUM_FT_CONF_DIR: the configs in use are not the package's own
+            shutil.rmtree(tmp / "src" / "quantum_ft" / "conf")
+            shutil.copytree(conf_dir(), tmp / "src" / "quantum_ft" / "conf", ignore=_IGNORE)
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            git = ["git", "-C", str(package)]
+            commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
+            status = subprocess.run([*git, "status", "--short"], capture_output=True, text=True, check=True).stdout
+            (tmp / "git.txt").write_text(f"commit {commit.strip()}\nuncommitted changes:\n{status}")
     return destination
 
 

@@ -49,9 +49,14 @@ def pad_with_mask(
 
 @torch.no_grad()
 def greedy_generate(
-    model: torch.nn.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    streamer: Any = None,
 ) -> list[list[int]]:
-    """Greedy continuations (new token ids only) of token-id prompts, batched with left padding, in eval mode."""
+    """Greedy continuations (new token ids only) of token-id prompts, batched with left padding, in eval mode;
+    a transformers streamer (one prompt) prints the reply as it is generated."""
     device = next(model.parameters()).device
     ids, mask = pad_with_mask(prompts, tokenizer.pad_token_id, side="left")
     with evaluating(model):
@@ -61,6 +66,7 @@ def greedy_generate(
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
+            streamer=streamer,
         )
     return [row.tolist() for row in out[:, ids.shape[1] :]]
 
