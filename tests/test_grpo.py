@@ -179,6 +179,7 @@ def test_bad_reward_weights_are_refused() -> None:
         _module("+stage.reward_weights.typo=1.0")
 
 
+@pytest.mark.integration  # several end-to-end runs compared with each other
 def test_grpo_raises_the_reward_it_is_given(tmp_path: Path) -> None:
     """A reward a random model earns half of by chance and can learn in a few steps: the share of completion tokens
     in the lower half of the vocabulary. Mean training reward must rise well above its start."""
@@ -222,6 +223,7 @@ class TokenShare:
         return [sum(t < 24_576 for t in ids) / max(len(ids), 1) for ids in completion_ids]
 
 
+@pytest.mark.integration  # several end-to-end runs compared with each other
 @pytest.mark.parametrize("crash_step", [3, 5])
 def test_interrupted_grpo_run_resumes_to_the_same_rollouts(tmp_path: Path, crash_step: int) -> None:
     """Crash after step 3 or 5 (checkpoints every 2 steps, 4 prompts an epoch), resume from step 2 or 4 (the end of
