@@ -28,6 +28,30 @@ _INCLUDE = re.compile(r'^\s*include\s+"stdgates\.inc"\s*;', re.M)
 _QUBIT_DECL = re.compile(r"\bqubit\s*\[\s*(\d+)\s*\]|\bqreg\s+\w+\s*\[\s*(\d+)\s*\]|\bqubit\s+\w+\s*;")
 _CONTROL = re.compile(r"\b(if|else|for|while|switch|case|box|def|return|break|continue|end|extern|cal|defcal)\b")
 _ALLOWED_NON_GATES = {"barrier"}
+_NOT_GATES = {
+    "OPENQASM",
+    "include",
+    "qubit",
+    "bit",
+    "qreg",
+    "creg",
+    "input",
+    "output",
+    "barrier",
+    "const",
+    "float",
+    "int",
+    "uint",
+    "angle",
+    "bool",
+    "complex",
+    "duration",
+    "stretch",
+    "let",
+    "gphase",
+}
+_GATE_DEF = re.compile(r"\bgate\s+([A-Za-z_]\w*)[^{;]*\{([^}]*)\}")
+_CALL = re.compile(r"\s*(?:(?:ctrl|negctrl|inv|pow)\b[^@;]*@\s*)*([A-Za-z_]\w*)")
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,25 @@ def _declared_qubits(code: str) -> int:
     return total
 
 
+def _estimated_gates(code: str, cap: int) -> int:
+    """Gates after expanding custom definitions, counted on the text (capped at cap + 1). qiskit's importer
+    expands definitions eagerly, so `gate g1 a { g0 a; g0 a; }` ... g20 would take it minutes: refuse first."""
+    cost: dict[str, int] = {}
+
+    def statements(body: str) -> int:
+        total = 0
+        for stmt in body.split(";"):
+            if (m := _CALL.match(stmt)) and m.group(1) not in _NOT_GATES and "measure" not in stmt:
+                total += cost.get(m.group(1), 1)
+            if total > cap:
+                return cap + 1
+        return total
+
+    for m in _GATE_DEF.finditer(code):
+        cost[m.group(1)] = statements(m.group(2))
+    return statements(_GATE_DEF.sub(" ", code))
+
+
 def _apply(state: np.ndarray, matrix: np.ndarray, qubits: list[int], n: int) -> np.ndarray:
     """state: shape (2,)*n, axis j is qubit n-1-j. matrix: qiskit's convention (its first qubit least significant)."""
     k = len(qubits)
@@ -99,12 +142,14 @@ def _flatten(circuit, qubit_index: dict, out: list, max_gates: int, depth: int =
         if op.name == "measure":
             out.append(("measure", qubits))
             continue
-        try:
+        # Only qiskit's standard gates give their matrix here: asking a user-defined gate for its matrix makes
+        # qiskit expand its whole definition unbounded (gate g1 { g0; g0; } ... is 2^k gates: minutes).
+        if getattr(op, "_standard_gate", None) is not None:
             matrix = np.asarray(op.to_matrix(), dtype=np.complex128)
-        except Exception:
+        else:
             definition = getattr(op, "definition", None)
-            if definition is None or depth > 32 or not hasattr(op, "params"):
-                raise ValueError(f"instruction '{op.name}' is not a unitary gate") from None
+            if definition is None or depth > 32:
+                raise ValueError(f"instruction '{op.name}' is not a unitary gate")
             inner = {q: qubits[i] for i, q in enumerate(definition.qubits)}
             _flatten(definition, inner, out, max_gates, depth + 1)
             continue
@@ -142,6 +187,8 @@ def _verify(text: object, max_qubits: int, max_gates: int, max_chars: int, simul
         return _invalid("too_many_qubits", f"{declared} qubits declared; the cap is {max_qubits}")
     if m := _CONTROL.search(re.sub(r'"[^"\n]*"', " ", code)):
         return _invalid("control_flow", f"`{m.group(1)}` is not allowed: straight-line gate programs only")
+    if _estimated_gates(code, max_gates) > max_gates:
+        return _invalid("too_many_gates", f"more than {max_gates} gates (counted on the text, definitions expanded)")
 
     import qiskit.qasm3  # heavy (0.6 s): imported on first use only
 
