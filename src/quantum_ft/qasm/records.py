@@ -4,6 +4,7 @@ re-verified from their text; every stored probability, energy and mass comes fro
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import networkx as nx
@@ -29,7 +30,9 @@ def signature(inst: Instance) -> str:
     h.add_nodes_from((v, {"label": str(d.get("kind", ""))}) for v, d in g.nodes(data=True))
     for u, v, d in g.edges(data=True):
         h.add_edge(u, v, label=str(d.get("weight", d.get("capacity", ""))))
-    return nx.weisfeiler_lehman_graph_hash(h, node_attr="label", edge_attr="label", iterations=3)
+    with warnings.catch_warnings():  # networkx notes that directed hashes changed in 3.5; we pin >= 3.5
+        warnings.simplefilter("ignore", UserWarning)
+        return nx.weisfeiler_lehman_graph_hash(h, node_attr="label", edge_attr="label", iterations=3)
 
 
 def graph_json(g: nx.Graph) -> str:
