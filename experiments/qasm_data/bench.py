@@ -5,8 +5,8 @@ Agent-Q's loop as we read it (its code: PennyLane + JAX + optax): QAOA with qml.
 default.qubit, AdamW lr 0.01 run in chunks of 10 steps with the Adam state reset every chunk, stopping when the
 most probable bitstring is a ground state, up to 3 restarts. JAX and optax are not installed here, so the
 PennyLane side uses its autograd interface and the same AdamW update written out (optax defaults: b1 0.9,
-b2 0.999, eps 1e-8, weight decay 1e-4). The step cap (60 per restart, 6 chunks) is ours, to keep the run to minutes; Agent-Q's is not published,
-and a cap only makes its side faster and weaker."""
+b2 0.999, eps 1e-8, weight decay 1e-4). The step cap (60 per restart, 6 chunks) is ours, to keep the run to
+minutes; Agent-Q's is not published, and a cap only makes its side faster and weaker."""
 
 from __future__ import annotations
 
