@@ -115,6 +115,7 @@ def _histogram(records: list[dict[str, Any]], path: Path) -> None:
     ax2.set_xlabel("approximation ratio")
     ax1.set_ylabel("circuits")
     for ax in (ax1, ax2):
-        ax.legend()
+        if records:
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path)
