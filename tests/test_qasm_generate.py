@@ -222,10 +222,13 @@ def test_degenerate_instances_are_skipped_and_counted(tmp_path: Path, monkeypatc
 
 
 @pytest.mark.integration
-def test_cli_with_two_workers(tmp_path: Path) -> None:
+def test_cli_with_two_workers_gives_the_in_process_data(tmp_path: Path) -> None:
+    names = "qasm.problems.names=[max_cut,vertex_cover,matching]"
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "quantum_ft.qasm.generate", *SMALL[:-1], "workers=2", f"output.dir={out}",
-           "qasm.problems.names=[max_cut,vertex_cover,matching]"]  # fmt: skip
+    cmd = [sys.executable, "-m", "quantum_ft.qasm.generate", *SMALL[:-1], "workers=2", f"output.dir={out}", names]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (out / "README.md").exists() and records_of(out)
+    inline = tmp_path / "inline"
+    run(compose_generate([*SMALL, names], inline), show_progress=False)
+    assert without_times(records_of(out)) == without_times(records_of(inline))
