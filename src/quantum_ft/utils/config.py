@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-
 CONF_PACKAGE = "pkg://quantum_ft.conf"
 CONF_ENV = "QUANTUM_FT_CONF_DIR"
 
