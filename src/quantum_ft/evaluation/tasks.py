@@ -92,9 +92,20 @@ def run_evaluation(
     return results
 
 
+# Bumped when the harness's answers change for the same settings, so that journals of an older harness are not
+# resumed: 2 scores the whole prompt's tokenization (1 joined the prefix's and the question's ids).
+HARNESS_VERSION = 2
+
+
 def _fingerprint(task: str, settings: DictConfig) -> str:
     """Names the settings a journal of answers is valid for (rerunning with other settings starts afresh)."""
-    key = [task, settings.k_shot, settings.get("max_samples"), OmegaConf.to_container(settings.get(task) or {})]
+    key = [
+        HARNESS_VERSION,
+        task,
+        settings.k_shot,
+        settings.get("max_samples"),
+        OmegaConf.to_container(settings.get(task) or {}),
+    ]
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
