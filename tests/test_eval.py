@@ -72,6 +72,9 @@ def test_cached_batched_scores_equal_a_plain_forward_of_each_prompt(tiny_model, 
     with torch.no_grad():
         plain = torch.stack([tiny_model(torch.tensor([prefix + q])).logits[0, -1, letters] for q in questions])
     torch.testing.assert_close(batched, plain, atol=1e-5, rtol=1e-5)
+    whole = [smol_tokenizer(ENGLISH.prefix(SUBJECT, 1) + ENGLISH.question(q)).input_ids for q in SUBJECT.eval]
+    with torch.no_grad():  # the harness scores the whole prompt's ids (tests/test_eval_tokenization.py)
+        plain = torch.stack([tiny_model(torch.tensor([ids])).logits[0, -1, letters] for ids in whole])
     result = evaluate_subjects(tiny_model, smol_tokenizer, [SUBJECT], k_shot=1, batch_size=2, progress=False)[0]
     assert result.predictions == ["ABCD"[i] for i in plain.argmax(1).tolist()]
     assert result.correct == sum(p == q.answer for p, q in zip(result.predictions, SUBJECT.eval))

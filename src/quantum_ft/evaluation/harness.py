@@ -3,8 +3,13 @@
 The prompt of a question is the subject's header and its k dev questions with their answers (the prefix, the same
 for every question of the subject), then the question with its choices and the answer cue. The model's answer is
 the choice letter whose token has the highest logit at the position after the cue, as in MMLU's reference code.
-The prefix is run once per subject and its key/value cache reused for every batch of questions: the scores are
-those of the whole prompt (tested), and the prefix is computed once per subject instead of once per question.
+The token ids scored are those of the whole prompt, tokenized as one string (`tokenizer(prefix + question)`),
+exactly what lm-evaluation-harness and any user's text would give. Yet the prefix is computed once per subject:
+tokenizers may merge across the prefix/question seam (SmolLM2's makes the prefix's final "\n\n" one token alone,
+but "\n" "\n" before a question), so the cache holds the prefix's ids up to the seam only -- the longest run of
+leading ids every question's whole-prompt ids share with it -- and each question's remaining ids (seam included)
+are computed on top of it. Each question is checked; one whose ids part from the prefix's earlier than the seam
+gets a full forward pass of its own. Scores equal a plain forward of each whole prompt's ids (tested).
 """
 
 from __future__ import annotations
@@ -51,9 +56,80 @@ def letter_token_ids(tokenizer) -> list[int]:
     return ids
 
 
+# How far before its end the prefix's ids may part from a question's whole-prompt ids and still be shared: the
+# seam recomputed per question. A question parting earlier gets a full forward pass (counted as a fallback).
+MAX_SEAM = 8
+
+
+@dataclass(frozen=True)
+class PromptPlan:
+    """How a subject's prompts are scored: `cached` ids computed once, then each prompt's `tails[i]` on top of
+    them, except the prompts in `fallback`, whose whole ids are in `tails[i]` and run without the cache.
+    For every prompt, `ids(i)` is exactly the whole prompt's tokenization."""
+
+    cached: list[int]
+    tails: list[list[int]]
+    fallback: frozenset[int]
+
+    def ids(self, i: int) -> list[int]:
+        return self.tails[i] if i in self.fallback else self.cached + self.tails[i]
+
+
+def _common_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def plan_prompts(tokenizer, prefix: str, questions: list[str], max_seam: int | None = None) -> PromptPlan:
+    """Tokenize each whole prompt (prefix + question, special tokens as the tokenizer adds them) and split off
+    the ids shared by all of them, up to at most the prefix's own ids: the part computed once. `max_seam`
+    (default MAX_SEAM) bounds how many of the prefix's last ids may be recomputed per question."""
+    max_seam = MAX_SEAM if max_seam is None else max_seam
+    prefix_ids = tokenizer(prefix).input_ids
+    wholes = [tokenizer(prefix + q).input_ids for q in questions]
+    if not wholes:
+        return PromptPlan([], [], frozenset())
+    shared = [_common_length(prefix_ids, w) for w in wholes]
+    floor = max(0, len(prefix_ids) - max_seam)
+    # at least one id of every prompt is computed after the cache: its logits are the scores
+    cut = min([n for n in shared if n >= floor] + [len(w) - 1 for w in wholes])
+    fallback = frozenset(i for i, n in enumerate(shared) if n < cut)
+    cached = prefix_ids[:cut] if len(fallback) < len(wholes) else []
+    tails = [w if i in fallback else w[cut:] for i, w in enumerate(wholes)]
+    return PromptPlan(cached, tails, fallback)
+
+
+def plan_scores(
+    model: torch.nn.Module, plan: PromptPlan, letter_ids: list[int], batch_size: int = 8, log_probs: bool = False
+) -> torch.Tensor:
+    """The letter scores of every prompt of a plan, in order: shape (prompts, letters)."""
+    order = [i for i in range(len(plan.tails)) if i not in plan.fallback]
+    alone = sorted(plan.fallback)
+    scores = torch.empty(len(plan.tails), len(letter_ids))
+    if order:
+        tails = [plan.tails[i] for i in order]
+        scores[order] = letter_scores(model, plan.cached, tails, letter_ids, batch_size, log_probs)
+    if alone:
+        scores[alone] = letter_scores(model, [], [plan.tails[i] for i in alone], letter_ids, batch_size, log_probs)
+    return scores
+
+
 def _batches(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _prefix_cache(model: torch.nn.Module, prefix: torch.Tensor):
+    """The key/value cache of the prefix; its logits are not needed (only the last position's are computed,
+    where the model's forward takes `logits_to_keep`, as transformers' causal LMs do)."""
+    try:
+        return model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+    except TypeError:
+        return model(input_ids=prefix, use_cache=True).past_key_values
 
 
 @torch.no_grad()
@@ -63,14 +139,17 @@ def letter_scores(
     question_ids: list[list[int]],
     letter_ids: list[int],
     batch_size: int = 8,
+    log_probs: bool = False,
 ) -> torch.Tensor:
-    """Next-token logits of the letters after prefix + each question, shape (questions, letters), float32.
+    """Next-token logits of the letters after prefix_ids + each question's ids, shape (questions, letters),
+    float32; with `log_probs`, their log-probabilities (log-softmax over the vocabulary), as lm-eval scores.
 
-    Questions are right-padded in batches and read at their last real token, so padding never reaches a score.
+    The ids are taken as given: `plan_prompts` makes them those of the whole prompt. Questions are right-padded
+    in batches and read at their last real token, so padding never reaches a score.
     """
     device = next(model.parameters()).device
     prefix = torch.tensor([prefix_ids], device=device)
-    cache = model(input_ids=prefix, use_cache=True).past_key_values if prefix_ids else None
+    cache = _prefix_cache(model, prefix) if prefix_ids else None
     scores = []
     for batch in _batches(question_ids, batch_size):
         width = max(map(len, batch))
@@ -88,8 +167,10 @@ def letter_scores(
         else:
             kwargs = {"attention_mask": mask}
         logits = model(input_ids=ids, **kwargs).logits
-        last = mask.sum(1) - 1
-        scores.append(logits[torch.arange(len(batch), device=device), last][:, letter_ids].float().cpu())
+        last = logits[torch.arange(len(batch), device=device), mask.sum(1) - 1].float()
+        if log_probs:
+            last = torch.log_softmax(last, dim=-1)
+        scores.append(last[:, letter_ids].cpu())
     return torch.cat(scores)
 
 
@@ -100,10 +181,28 @@ class SubjectResult:
     correct: int
     total: int
     predictions: list[str]
+    fallbacks: int = 0  # questions scored by a full forward pass (their ids part from the cached prefix's)
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.total if self.total else float("nan")
+
+
+def subject_scores(
+    model: torch.nn.Module,
+    tokenizer,
+    subject: Subject,
+    template: PromptTemplate = ENGLISH,
+    k_shot: int = 5,
+    batch_size: int = 8,
+    log_probs: bool = False,
+    letters: list[int] | None = None,
+) -> tuple[torch.Tensor, PromptPlan]:
+    """The letter scores of every evaluated question of a subject, shape (questions, letters), and the plan
+    (the whole-prompt ids) they were computed from. The model is used as it is (call it in eval mode)."""
+    letters = letters if letters is not None else letter_token_ids(tokenizer)
+    plan = plan_prompts(tokenizer, template.prefix(subject, k_shot), [template.question(q) for q in subject.eval])
+    return plan_scores(model, plan, letters, batch_size, log_probs), plan
 
 
 def evaluate_subjects(
@@ -136,12 +235,14 @@ def evaluate_subjects(
                 results.append(done[subject.name])
                 bar.update(len(subject.eval))
                 continue
-            prefix_ids = tokenizer(template.prefix(subject, k_shot)).input_ids  # with BOS, if the model has one
-            questions = [tokenizer(template.question(q), add_special_tokens=False).input_ids for q in subject.eval]
-            scores = letter_scores(model, prefix_ids, questions, letters, batch_size) if questions else None
-            predictions = [LETTERS[i] for i in scores.argmax(1).tolist()] if scores is not None else []
+            scores, plan = subject_scores(model, tokenizer, subject, template, k_shot, batch_size, letters=letters)
+            predictions = [LETTERS[i] for i in scores.argmax(1).tolist()]
             correct = sum(p == q.answer for p, q in zip(predictions, subject.eval))
-            results.append(SubjectResult(subject.name, subject.category, correct, len(subject.eval), predictions))
+            results.append(
+                SubjectResult(
+                    subject.name, subject.category, correct, len(subject.eval), predictions, len(plan.fallback)
+                )
+            )
             if journal is not None:
                 journal.parent.mkdir(parents=True, exist_ok=True)
                 with journal.open("a") as f:

@@ -1,5 +1,8 @@
 """Run the configured evaluation tasks on a model and write results.json and results.md.
 
+Tasks: the k-shot exams (mmlu, cmmlu, ceval: harness.py), held-out perplexity and rouge (text_metrics.py), and
+lm_eval, any lm-evaluation-harness task on the same model (lm_eval_backend.py, an optional extra).
+
 Used by `python -m quantum_ft.eval` and, after fit, by training (`eval.tasks=[...]`).
 """
 
@@ -15,6 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from quantum_ft.evaluation import lm_eval_backend
 from quantum_ft.evaluation.choice_data import Subject, load_hub, load_local, load_mapping
 from quantum_ft.evaluation.harness import CHINESE, ENGLISH, evaluate_subjects, summarize
 from quantum_ft.evaluation.text_metrics import perplexity, rouge
@@ -23,7 +27,7 @@ from quantum_ft.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
 CHOICE_TASKS = ("mmlu", "cmmlu", "ceval")
-TASKS = (*CHOICE_TASKS, "perplexity", "rouge")
+TASKS = (*CHOICE_TASKS, "perplexity", "rouge", "lm_eval")
 
 
 def load_choice_task(task: str, settings: DictConfig) -> list[Subject]:
@@ -73,6 +77,8 @@ def run_evaluation(
                 journal=out_dir / "partial" / f"{task}-{_fingerprint(task, settings)}.jsonl",
             )
             results[task] = summarize(answers) | {"k_shot": settings.k_shot}
+        elif task == "lm_eval":
+            results[task] = lm_eval_backend.run_lm_eval(model, tokenizer, settings.lm_eval, out_dir)
         else:
             if datamodule is None:
                 raise ConfigError(f"eval task {task} needs a dataset: configure the data group")
@@ -92,22 +98,36 @@ def run_evaluation(
     return results
 
 
+# Bumped when the harness's answers change for the same settings, so that journals of an older harness are not
+# resumed: 2 scores the whole prompt's tokenization (1 joined the prefix's and the question's ids).
+HARNESS_VERSION = 2
+
+
 def _fingerprint(task: str, settings: DictConfig) -> str:
     """Names the settings a journal of answers is valid for (rerunning with other settings starts afresh)."""
-    key = [task, settings.k_shot, settings.get("max_samples"), OmegaConf.to_container(settings.get(task) or {})]
+    key = [
+        HARNESS_VERSION,
+        task,
+        settings.k_shot,
+        settings.get("max_samples"),
+        OmegaConf.to_container(settings.get(task) or {}),
+    ]
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def headline(task: str, result: dict[str, Any]) -> str:
     if task in CHOICE_TASKS:
         return f"accuracy {result['accuracy']:.4f} over {result['questions']} questions"
+    if task == "lm_eval":
+        return lm_eval_backend.headline(result)
     if task == "perplexity":
         return f"perplexity {result['perplexity']:.3f} over {result['tokens']} tokens"
     return f"ROUGE-1 {result['rouge1']:.4f}, ROUGE-2 {result['rouge2']:.4f}, ROUGE-L {result['rougeL']:.4f}"
 
 
 def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
-    """Scalars for loggers and metrics.json: eval/<task>/<metric>, categories included."""
+    """Scalars for loggers and metrics.json: eval/<task>/<metric>, categories included; lm-eval's as
+    eval/lm_eval/<lm-eval task>/<metric>."""
     flat = {}
     for task, result in results.items():
         for key, value in result.items():
@@ -115,6 +135,11 @@ def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
                 flat[f"eval/{task}/{key}"] = float(value)
         for category, value in result.get("categories", {}).items():
             flat[f"eval/{task}/{category}"] = value["accuracy"]
+        if task == "lm_eval":
+            for name, metrics in result["tasks"].items():
+                for metric, value in metrics.items():
+                    if isinstance(value, int | float) and metric not in ("samples", "n_shot"):
+                        flat[f"eval/{task}/{name}/{metric}"] = float(value)
     return flat
 
 
@@ -131,5 +156,7 @@ def results_table(results: dict[str, Any]) -> str:
             lines += ["", "| subject | category | accuracy | questions |", "|---|---|---|---|"]
             for name, value in result["subjects"].items():
                 lines.append(f"| {name} | {value['category']} | {value['accuracy']:.4f} | {value['questions']} |")
+        elif task == "lm_eval":
+            lines += lm_eval_backend.table(result)
         lines.append("")
     return "\n".join(lines)
