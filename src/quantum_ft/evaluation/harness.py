@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from quantum_ft.evaluation.choice_data import LETTERS, Question, Subject
 from quantum_ft.utils.modes import evaluating
+from quantum_ft.utils.text import pad_with_mask
 
 
 @dataclass(frozen=True)
@@ -152,12 +153,7 @@ def letter_scores(
     cache = _prefix_cache(model, prefix) if prefix_ids else None
     scores = []
     for batch in _batches(question_ids, batch_size):
-        width = max(map(len, batch))
-        ids = torch.zeros(len(batch), width, dtype=torch.long, device=device)
-        mask = torch.zeros(len(batch), width, dtype=torch.long, device=device)
-        for row, tokens in enumerate(batch):
-            ids[row, : len(tokens)] = torch.tensor(tokens)
-            mask[row, : len(tokens)] = 1
+        ids, mask = (t.to(device) for t in pad_with_mask(batch, 0))
         kwargs = {}
         if cache is not None:
             batch_cache = copy.deepcopy(cache)

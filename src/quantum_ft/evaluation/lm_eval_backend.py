@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from quantum_ft.utils.config import ConfigError
 from quantum_ft.utils.io import atomic_write
+from quantum_ft.utils.modes import evaluating
 
 log = logging.getLogger(__name__)
 INSTALL = 'pip install -e ".[lmeval]"   (or: pip install "lm-eval>=0.4.13,<0.5")'
@@ -96,9 +97,7 @@ def run_lm_eval(
             else "lm-eval's own tasks; local ones: eval.lm_eval.include_path"
         )
         raise ConfigError(f"Unknown lm-eval task(s) {unknown} (searched {where})")
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         lm = lm or wrap_model(model, tokenizer, int(options.get("batch_size") or 1), options.get("max_length"))
         output = lm_eval.simple_evaluate(
             model=lm,
@@ -110,8 +109,6 @@ def run_lm_eval(
             bootstrap_iters=int(options.get("bootstrap_iters", 100000)),
             apply_chat_template=bool(options.get("apply_chat_template")),
         )
-    finally:
-        model.train(was_training)
     out_dir.mkdir(parents=True, exist_ok=True)
     samples = output.pop("samples", None)
     raw = {k: output.get(k) for k in ("results", "groups", "group_subtasks", "configs", "versions", "n-shot")}
