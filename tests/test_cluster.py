@@ -72,9 +72,13 @@ def submitted_job_ids(sweep_dir: Path) -> list[str]:
     return sorted(p.name for p in (sweep_dir / ".submitit").glob("*_*") if p.is_dir())
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
+    """Poll `predicate`; fail at once, with the log's tail, if the process it waits on has already ended."""
     deadline = time.monotonic() + timeout
     while not predicate():
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log else ""
+            raise AssertionError(f"the process ended (exit {proc.returncode}) before {what}:\n{tail}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.5)
@@ -225,7 +229,8 @@ def test_config_edited_after_submission_does_not_reach_the_queued_job(slurm, tmp
     ).stdout.strip()
     try:
         proc = sweep(*SLURM_CPU, "trainer=cpu", sweep_dir=out, env={"QUANTUM_FT_CONF_DIR": str(conf)}, wait=False)
-        wait_for(lambda: any((out / ".submitit").glob("*")), 120, "the sweep to be submitted")
+        submitted = lambda: any((out / ".submitit").glob("*"))  # noqa: E731
+        wait_for(submitted, 120, "the sweep to be submitted", proc, out.parent / "frozen.log")
         train_yaml = conf / "train.yaml"
         train_yaml.write_text(train_yaml.read_text().replace("seed: 42", "seed: 7"))
     finally:

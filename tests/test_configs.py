@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 from hydra.errors import MissingConfigException
 from hydra.utils import get_class, get_method
@@ -148,3 +153,22 @@ def test_a_users_config_directory_joins_through_the_search_path(tmp_path) -> Non
     (tmp_path / "experiment" / "mine.yaml").write_text(yaml)
     cfg = compose_train([f"hydra.searchpath=[file://{tmp_path}]", "+experiment=mine"])
     assert (cfg.task_name, cfg.optimizer.lr, cfg.model.name) == ("mine", 0.123, "SmolLM2-135M-Instruct")
+
+
+@pytest.mark.integration
+def test_the_entry_point_reads_the_directory_quantum_ft_conf_dir_names(tmp_path) -> None:
+    """A sweep's frozen snapshot (and a user's edited copy) reaches `hydra.main` through $QUANTUM_FT_CONF_DIR."""
+    conf = tmp_path / "conf"
+    shutil.copytree(conf_dir(), conf)
+    (conf / "train.yaml").write_text((conf / "train.yaml").read_text().replace("seed: 42", "seed: 7"))
+    env = {**os.environ, "QUANTUM_FT_CONF_DIR": str(conf)}
+    done = subprocess.run(
+        [sys.executable, "-m", "quantum_ft.train", "--cfg", "job", "--package", "seed"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "7"  # --package seed prints the bare value

@@ -181,16 +181,19 @@ def test_two_workers_adamw_nesterov_equal_the_single_process_simulation(tmp_path
 
 def test_resume_in_the_middle_of_an_outer_loop_reproduces_the_run(tmp_path: Path) -> None:
     common = [*DILOCO_2x3, "trainer.max_steps=8", "callbacks.model_checkpoint.every_n_train_steps=2"]
-    crashes = []
+    crashes, rank_files_after_crash = [], []
 
     def train_once(out: Path, extra: list[str]) -> None:
         _, result = run(out, *common, *extra, expect_failure=bool(extra))
         crashes.append("simulated crash" in result.stdout + result.stderr)
+        if extra:
+            rank_files_after_crash.extend(sorted(p.name for p in (out / "checkpoints/diloco").iterdir()))
 
     # crash after step 5, checkpoint at 4: resumed between outer steps 3 and 6
     assert_resume_matches(train_once, tmp_path, crash_step=5, steps=8)
     assert crashes == [False, True, False]
-    assert (tmp_path / "resumed/checkpoints/diloco/rank1-step4.pt").is_file()
+    # the crashed run left each rank's state at its last checkpoint (step 4); the resume read it
+    assert rank_files_after_crash == ["rank0-step2.pt", "rank0-step4.pt", "rank1-step2.pt", "rank1-step4.pt"]
     assert sorted(p.name for p in (tmp_path / "straight/checkpoints/diloco").iterdir()) == [
         "rank0-step6.pt",
         "rank0-step8.pt",

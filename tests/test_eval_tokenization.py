@@ -42,7 +42,8 @@ class Recorder(torch.nn.Module):
         self.cached: list[int] = []
         self.prefix_calls = 0
 
-    def forward(self, input_ids, attention_mask=None, past_key_values=None, **kwargs):
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        past_key_values = kwargs.get("cache", kwargs.get("past_key_values"))  # transformers 5 renamed it `cache`
         if attention_mask is None:  # the prefix, computed once for its cache
             self.cached = input_ids[0].tolist()
             self.prefix_calls += 1
@@ -51,7 +52,7 @@ class Recorder(torch.nn.Module):
             for row, mask in zip(input_ids, attention_mask[:, start:]):
                 prefix = self.cached if past_key_values is not None else []
                 self.scored.append((*prefix, *row[mask.bool()].tolist()))
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=past_key_values, **kwargs)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
 
 def _fast(tokenizer_object, **special):

@@ -15,6 +15,7 @@ gets a full forward pass of its own. Scores equal a plain forward of each whole 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -124,13 +125,25 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[i : i + size]
 
 
-def _prefix_cache(model: torch.nn.Module, prefix: torch.Tensor):
+def _cache_name(model: torch.nn.Module) -> str:
+    """The keyword (and output field) of the key/value cache: transformers 5 renamed `past_key_values` to `cache`
+    (the old name still works but warns until 5.40), so use the one this model's forward declares."""
+    from transformers import PreTrainedModel
+
+    for module in model.modules():  # a peft or adapter wrapper comes first; the transformers model inside decides
+        if isinstance(module, PreTrainedModel):
+            return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+    return "past_key_values"
+
+
+def _prefix_cache(model: torch.nn.Module, prefix: torch.Tensor, name: str):
     """The key/value cache of the prefix; its logits are not needed (only the last position's are computed,
     where the model's forward takes `logits_to_keep`, as transformers' causal LMs do)."""
     try:
-        return model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        out = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
     except TypeError:
-        return model(input_ids=prefix, use_cache=True).past_key_values
+        out = model(input_ids=prefix, use_cache=True)
+    return getattr(out, name)
 
 
 @torch.no_grad()
@@ -150,7 +163,8 @@ def letter_scores(
     """
     device = next(model.parameters()).device
     prefix = torch.tensor([prefix_ids], device=device)
-    cache = _prefix_cache(model, prefix) if prefix_ids else None
+    cache_name = _cache_name(model)
+    cache = _prefix_cache(model, prefix, cache_name) if prefix_ids else None
     scores = []
     for batch in _batches(question_ids, batch_size):
         ids, mask = (t.to(device) for t in pad_with_mask(batch, 0))
@@ -159,7 +173,7 @@ def letter_scores(
             batch_cache = copy.deepcopy(cache)
             batch_cache.batch_repeat_interleave(len(batch))
             full_mask = torch.cat([torch.ones(len(batch), len(prefix_ids), dtype=torch.long, device=device), mask], 1)
-            kwargs = {"past_key_values": batch_cache, "attention_mask": full_mask, "use_cache": True}
+            kwargs = {cache_name: batch_cache, "attention_mask": full_mask, "use_cache": True}
         else:
             kwargs = {"attention_mask": mask}
         logits = model(input_ids=ids, **kwargs).logits

@@ -25,7 +25,7 @@ def conf_dir() -> Path:
 def config_path() -> str:
     """What the entry points give `hydra.main`: the package's configs by `pkg://` (they work from a plain
     `pip install .`, whatever the working directory), or the directory $QUANTUM_FT_CONF_DIR names."""
-    return f"file://{conf_dir()}" if os.environ.get(CONF_ENV) else CONF_PACKAGE
+    return str(conf_dir()) if os.environ.get(CONF_ENV) else CONF_PACKAGE  # hydra.main takes an absolute path
 
 
 def compose_config(
