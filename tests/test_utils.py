@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from quantum_ft.artifacts import AtomicCheckpointIO
-from quantum_ft.utils.io import atomic_directory
+from quantum_ft.utils.io import append_journal, atomic_directory, read_journal
 from quantum_ft.utils.modes import evaluating
 from quantum_ft.utils.plots import ema, read_metric_series
 from quantum_ft.utils.text import pad, pad_with_mask
@@ -113,3 +113,16 @@ def test_padding_by_hand() -> None:
     assert pad([[1, 2, 3], [4]], 9, side="left").tolist() == [[1, 2, 3], [9, 9, 4]]
     ids, mask = pad_with_mask([[5], [6, 7], []], -1, side="left")
     assert ids.tolist() == [[-1, 5], [6, 7], [-1, -1]] and mask.tolist() == [[0, 1], [1, 1], [0, 0]]
+
+
+def test_a_torn_journal_line_is_cut_off_and_appending_continues_cleanly(tmp_path: Path) -> None:
+    journal = tmp_path / "partial" / "j.jsonl"
+    assert read_journal(journal) == []
+    append_journal(journal, {"name": "a", "n": 1})
+    append_journal(journal, {"name": "b", "n": 2})
+    with journal.open("ab") as f:
+        f.write(b'{"name": "c", "n"')  # a run killed in the middle of its write
+    assert read_journal(journal) == [{"name": "a", "n": 1}, {"name": "b", "n": 2}]
+    append_journal(journal, {"name": "c", "n": 3})
+    assert [r["name"] for r in read_journal(journal)] == ["a", "b", "c"]
+    assert journal.read_text().count("\n") == 3

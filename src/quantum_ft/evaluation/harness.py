@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from quantum_ft.evaluation.choice_data import LETTERS, Question, Subject
+from quantum_ft.utils.io import append_journal, read_journal
 from quantum_ft.utils.modes import evaluating
 from quantum_ft.utils.text import pad_with_mask
 
@@ -232,9 +232,7 @@ def evaluate_subjects(
     not evaluated again: an interrupted run of an hour-long exam resumes where it stopped.
     """
     letters = letter_token_ids(tokenizer)
-    done = {}
-    if journal is not None and journal.is_file():
-        done = {r["name"]: SubjectResult(**r) for r in map(json.loads, journal.read_text().splitlines()) if r}
+    done = {r["name"]: SubjectResult(**r) for r in read_journal(journal)} if journal is not None else {}
     results = []
     with (
         evaluating(model),
@@ -254,9 +252,7 @@ def evaluate_subjects(
                 )
             )
             if journal is not None:
-                journal.parent.mkdir(parents=True, exist_ok=True)
-                with journal.open("a") as f:
-                    f.write(json.dumps(asdict(results[-1])) + "\n")
+                append_journal(journal, asdict(results[-1]))
             bar.update(len(subject.eval))
             bar.set_postfix(subject=subject.name[:20])
     return results

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from quantum_ft.utils.io import append_journal, atomic_write, read_journal
+
 from . import problems
 from .ansatz import Ansatz
 from .optimize import OBJECTIVES
@@ -147,20 +149,8 @@ def _solve_star(args: tuple[Task, dict[str, Any]]) -> dict[str, Any]:
 
 
 def read_work(path: Path) -> dict[str, dict[str, Any]]:
-    """Finished tasks from the work file; a torn last line (a killed run) is cut off the file."""
-    done: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return done
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with path.open("r+b") as f:
-            f.truncate(end)
-    for line in data[:end].splitlines():
-        if line.strip():
-            item = json.loads(line)
-            done[item["task"]] = item
-    return done
+    """Finished tasks from the work file (a torn last line from a killed run is cut off)."""
+    return {item["task"]: item for item in read_journal(path)}
 
 
 def split_of(signature: str, shares: dict[str, float]) -> str:
@@ -194,25 +184,22 @@ def run(cfg: DictConfig, show_progress: bool = True) -> Path:
     bar = tqdm(
         total=len(tasks), initial=len(tasks) - len(todo), desc="qasm tasks", unit="task", disable=not show_progress
     )
-    with work.open("ab") as f:
 
-        def keep(item: dict[str, Any]) -> None:
-            f.write((json.dumps(item, sort_keys=True) + "\n").encode())  # one write: a whole line or a torn tail
-            f.flush()
-            os.fsync(f.fileno())
-            done[item["task"]] = item
-            bar.update(1)
+    def keep(item: dict[str, Any]) -> None:
+        append_journal(work, item)
+        done[item["task"]] = item
+        bar.update(1)
 
-        workers = int(cfg.workers)
-        if workers <= 1 or len(todo) <= 1:
-            _init_worker()
-            for t in todo:
-                keep(solve(t, settings))
-        else:
-            ctx = multiprocessing.get_context("spawn")  # no forked torch / BLAS state
-            with ctx.Pool(workers, initializer=_init_worker) as pool:
-                for item in pool.imap_unordered(_solve_star, [(t, settings) for t in todo], chunksize=1):
-                    keep(item)
+    workers = int(cfg.workers)
+    if workers <= 1 or len(todo) <= 1:
+        _init_worker()
+        for t in todo:
+            keep(solve(t, settings))
+    else:
+        ctx = multiprocessing.get_context("spawn")  # no forked torch / BLAS state
+        with ctx.Pool(workers, initializer=_init_worker) as pool:
+            for item in pool.imap_unordered(_solve_star, [(t, settings) for t in todo], chunksize=1):
+                keep(item)
     bar.close()
     finalize(out_dir, tasks, done, settings, gz=bool(cfg.output.gzip))
     if not cfg.output.keep_work:
@@ -226,8 +213,6 @@ def finalize(
     out_dir: Path, tasks: list[Task], done: dict[str, dict[str, Any]], settings: dict[str, Any], gz: bool = True
 ) -> None:
     """Split files in task order (deterministic) and the dataset card."""
-    from quantum_ft.utils.io import atomic_write
-
     from .card import write_card
 
     rows: dict[str, list[str]] = {s: [] for s in SPLITS}

@@ -1,8 +1,9 @@
-"""Writes that never leave a half-written file or folder in place of a good one."""
+"""Writes that never leave a half-written file or folder in place of a good one, and journals that survive a kill."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -31,6 +32,31 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
 
 def atomic_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def read_journal(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines journal written one whole line per write (`append_journal`). A torn last line,
+    from a run killed mid-write, is cut off the file, so that the next append starts on a clean line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with path.open("r+b") as f:
+            f.truncate(end)
+    return [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+
+
+def append_journal(path: str | Path, record: dict[str, Any]) -> None:
+    """Append one record as one write, flushed and fsynced: the file holds the whole line or a torn tail that
+    `read_journal` cuts off."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as f:
+        f.write((json.dumps(record, sort_keys=True) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
