@@ -7,6 +7,7 @@ The rounded text is what every stored figure is recomputed from."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from .ansatz import Gate
 
@@ -26,22 +27,19 @@ def _operands(qubits: tuple[int, ...]) -> str:
 
 def write(gates: list[Gate], n: int) -> str:
     """The circuit with numeric, rounded angles."""
-    lines = [HEADER.rstrip("\n")]
-    lines += [f"qubit[{n}] q;", f"bit[{n}] c;"]
-    for g in gates:
-        arg = f"({format_angle(g.angle)})" if g.angle is not None else ""
-        lines.append(f"{g.name}{arg} {_operands(g.qubits)};")
-    lines.append("c = measure q;")
-    return "\n".join(lines) + "\n"
+    return _program(gates, n, [], lambda g: None if g.angle is None else format_angle(g.angle))
 
 
 def write_symbolic(gates: list[Gate], n: int, names: list[str]) -> str:
     """The same circuit with `input float[64]` parameters (qiskit imports them as Parameters; bind them to get the
     numeric circuit before the 4-decimal rounding)."""
-    lines = [HEADER.rstrip("\n")] + [f"input float[64] {name};" for name in names]
-    lines += [f"qubit[{n}] q;", f"bit[{n}] c;"]
+    return _program(gates, n, names, lambda g: g.symbol)
+
+
+def _program(gates: list[Gate], n: int, inputs: list[str], argument: Callable[[Gate], str | None]) -> str:
+    lines = [HEADER.rstrip("\n"), *(f"input float[64] {name};" for name in inputs), f"qubit[{n}] q;", f"bit[{n}] c;"]
     for g in gates:
-        arg = f"({g.symbol})" if g.symbol is not None else ""
-        lines.append(f"{g.name}{arg} {_operands(g.qubits)};")
+        arg = argument(g)
+        lines.append(f"{g.name}{'' if arg is None else f'({arg})'} {_operands(g.qubits)};")
     lines.append("c = measure q;")
     return "\n".join(lines) + "\n"

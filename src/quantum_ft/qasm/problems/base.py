@@ -114,6 +114,23 @@ def sorted_edges(g: nx.Graph) -> list[tuple[int, int]]:
     return sorted(tuple(sorted(e)) for e in g.edges)
 
 
+def bipartition(inst: Instance, bits: Bits) -> frozenset:
+    """The decode of the two-sided classes (cuts, communities): the non-empty sides as sets of qubits, unordered, so
+    a bitstring and its complement are the same solution."""
+    sides = [frozenset(i for i, x in enumerate(bits) if x == s) for s in (0, 1)]
+    return frozenset(s for s in sides if s)
+
+
+def chosen_edges(inst: Instance, bits: Bits) -> frozenset:
+    """The decode of the edge-variable classes (matching, edge cover): the edges whose qubit is 1."""
+    return frozenset(tuple(e) for e, x in zip(inst.attributes["edges"], bits, strict=True) if x)
+
+
+def unconstrained(inst: Instance, bits: Bits) -> bool:
+    """The feasibility of classes where every bitstring is a solution (cuts, communities)."""
+    return True
+
+
 def min_solutions(candidates: Iterable[tuple[float, Any]], tol: float = 1e-9) -> set:
     """The solutions whose value is within tol of the smallest."""
     items = list(candidates)

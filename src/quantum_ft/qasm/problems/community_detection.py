@@ -8,7 +8,17 @@ import itertools
 import networkx as nx
 import numpy as np
 
-from .base import Bits, Instance, PolyBuilder, ProblemClass, all_bits, connected_gnp, min_solutions, unit_weights
+from .base import (
+    Instance,
+    PolyBuilder,
+    ProblemClass,
+    all_bits,
+    bipartition,
+    connected_gnp,
+    min_solutions,
+    unconstrained,
+    unit_weights,
+)
 
 NAME = "community_detection"
 
@@ -30,17 +40,8 @@ def build(graph: nx.Graph) -> Instance:
     return Instance(NAME, graph, b.poly(), n, [f"node {v} in community 1" for v in range(n)])
 
 
-def _partition(bits: Bits) -> frozenset:
-    sides = [frozenset(i for i, x in enumerate(bits) if x == s) for s in (0, 1)]
-    return frozenset(s for s in sides if s)
-
-
-def decode(inst: Instance, bits: Bits) -> frozenset:
-    return _partition(bits)
-
-
-def feasible(inst: Instance, bits: Bits) -> bool:
-    return True
+decode = bipartition
+feasible = unconstrained
 
 
 def optimal(inst: Instance) -> set:
@@ -48,7 +49,7 @@ def optimal(inst: Instance) -> set:
     n = inst.graph.number_of_nodes()
     cands = []
     for bits in all_bits(n):
-        part = _partition(bits)
+        part = bipartition(inst, bits)
         cands.append((-nx.community.modularity(inst.graph, [set(s) for s in part]), part))
     return min_solutions(cands)
 

@@ -9,7 +9,7 @@ import itertools
 import networkx as nx
 import numpy as np
 
-from .base import Bits, Instance, PolyBuilder, ProblemClass, sorted_edges
+from .base import Bits, Instance, PolyBuilder, ProblemClass, chosen_edges, sorted_edges
 from .matching import random_graph_with_edges
 
 NAME = "edge_cover"
@@ -27,8 +27,7 @@ def build(graph: nx.Graph) -> Instance:
     return Instance(NAME, graph, b.poly(), len(edges), labels, {"edges": [list(e) for e in edges]})
 
 
-def decode(inst: Instance, bits: Bits) -> frozenset:
-    return frozenset(tuple(e) for e, x in zip(inst.attributes["edges"], bits, strict=True) if x)
+decode = chosen_edges
 
 
 def feasible(inst: Instance, bits: Bits) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from .base import Bits, Instance, PolyBuilder, ProblemClass, all_bits, min_solutions
+from .base import Instance, PolyBuilder, ProblemClass, all_bits, bipartition, min_solutions, unconstrained
 
 NAME = "hypergraph_max_cut"
 
@@ -32,17 +32,8 @@ def build(num_nodes: int, hyperedges: list[list[int]], weights: list[float] | No
     return Instance(NAME, g, b.poly(), num_nodes, labels, attrs, signature_graph=incidence)
 
 
-def _partition(bits: Bits) -> frozenset:
-    sides = [frozenset(i for i, x in enumerate(bits) if x == s) for s in (0, 1)]
-    return frozenset(s for s in sides if s)
-
-
-def decode(inst: Instance, bits: Bits) -> frozenset:
-    return _partition(bits)
-
-
-def feasible(inst: Instance, bits: Bits) -> bool:
-    return True
+decode = bipartition
+feasible = unconstrained
 
 
 def optimal(inst: Instance) -> set:
@@ -51,7 +42,7 @@ def optimal(inst: Instance) -> set:
     cands = []
     for bits in all_bits(inst.num_qubits):
         cut = sum(w for e, w in zip(edges, weights, strict=True) if len({bits[v] for v in e}) == 2)
-        cands.append((-cut, _partition(bits)))
+        cands.append((-cut, bipartition(inst, bits)))
     return min_solutions(cands)
 
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from .base import Bits, Instance, PolyBuilder, ProblemClass, all_bits, connected_gnp, int_weights, min_solutions
+from .base import (
+    Instance,
+    PolyBuilder,
+    ProblemClass,
+    all_bits,
+    bipartition,
+    connected_gnp,
+    int_weights,
+    min_solutions,
+    unconstrained,
+)
 
 NAME = "max_cut"
 
@@ -20,17 +30,8 @@ def build(graph: nx.Graph) -> Instance:
     return Instance(NAME, graph, b.poly(), n, [f"node {v}" for v in range(n)])
 
 
-def _partition(bits: Bits) -> frozenset:
-    sides = [frozenset(i for i, x in enumerate(bits) if x == s) for s in (0, 1)]
-    return frozenset(s for s in sides if s)
-
-
-def decode(inst: Instance, bits: Bits) -> frozenset:
-    return _partition(bits)
-
-
-def feasible(inst: Instance, bits: Bits) -> bool:
-    return True
+decode = bipartition
+feasible = unconstrained
 
 
 def optimal(inst: Instance) -> set:
@@ -40,7 +41,7 @@ def optimal(inst: Instance) -> set:
     for bits in all_bits(n):
         side = {i for i in range(n) if bits[i]}
         cut = nx.cut_size(g, side, weight="weight") if 0 < len(side) < n else 0
-        cands.append((-cut, _partition(bits)))
+        cands.append((-cut, bipartition(inst, bits)))
     return min_solutions(cands)
 
 
