@@ -80,6 +80,9 @@ def _invalid(kind: str, reason: str, **extra) -> Verdict:
 
 def _classify_import_error(exc: Exception) -> tuple[str, str]:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if len(msg) > 1 and msg[0] == msg[-1] and msg[0] in "\"'":
+        msg = msg[1:-1]  # the importer's message comes quoted
+    msg = re.sub(r"^(\d+),(\d+): ", r"line \1, column \2: ", msg)  # the importer says "4,0: ..."
     low = msg.lower()
     if "is not defined" in low and "gate" in low:
         return "undefined_gate", msg
