@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from quantum_ft.evaluation.choice_data import load_local, load_mapping
 from quantum_ft.evaluation.harness import ENGLISH, subject_scores
-from quantum_ft.utils.config import ConfigError, conf_dir, resource
+from quantum_ft.utils.config import ConfigError, compose_config, resource
 from tests.conftest import compose_train
 
 TASK_YAML = """\
@@ -72,11 +71,7 @@ def write_task(folder: Path) -> Path:
 
 
 def compose_eval(overrides: list[str], out: Path):
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("eval", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
-    return cfg
+    return compose_config("eval", overrides, output_dir=str(out))
 
 
 def samples(out: Path) -> list[dict]:

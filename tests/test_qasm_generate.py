@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import qiskit.qasm3
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 from qiskit.quantum_info import Statevector
 
@@ -20,7 +19,7 @@ from quantum_ft.qasm import generate, problems
 from quantum_ft.qasm.generate import GenerateError, load, run
 from quantum_ft.qasm.hamiltonian import bits_of, index_of, parse_hamiltonian
 from quantum_ft.qasm.verify import verify
-from quantum_ft.utils.config import conf_dir
+from quantum_ft.utils.config import compose_config
 
 SMALL = [
     "count=1",
@@ -34,8 +33,7 @@ SMALL = [
 
 
 def compose_generate(overrides: list[str], out: Path) -> DictConfig:
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("qasm_generate", overrides=overrides)
+    cfg = compose_config("qasm_generate", overrides)
     with open_dict(cfg):
         cfg.output.dir = str(out)
     return cfg

@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from quantum_ft.evaluation.choice_data import LETTERS, load_local, load_mapping
 from quantum_ft.evaluation.harness import ENGLISH, letter_scores, letter_token_ids, subject_scores
 from quantum_ft.evaluation.lm_eval_backend import run_lm_eval, write_mmlu_tasks
-from quantum_ft.utils.config import conf_dir, resource
+from quantum_ft.utils.config import compose_config, resource
 
 HERE = Path(__file__).parent
 ISSUE = ["abstract_algebra", "anatomy", "jurisprudence", "sociology"]  # issue 19's 544 questions
@@ -170,8 +169,7 @@ def main() -> None:
         names = write_mmlu_tasks(args.write_tasks, resource("mmlu.zip"), [*args.subjects, *args.others], mapping)
         print("\n".join(names))
         return
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("eval", overrides=[f"model={args.model}"])
+    cfg = compose_config("eval", [f"model={args.model}"])
     source = instantiate(cfg.model)
     model, tokenizer = source.load_model().eval(), source.load_tokenizer()
     result = {

@@ -40,8 +40,9 @@ def compose_config(
         cfg = compose(name, overrides=list(overrides), return_hydra_config=hydra)
     if hydra:
         return cfg
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir) if output_dir else "/nonexistent-output"
+    if "paths" in cfg:  # train/eval; qasm_generate has its own output.dir
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir) if output_dir else "/nonexistent-output"
     return cfg
 
 

@@ -126,6 +126,18 @@ def chosen_edges(inst: Instance, bits: Bits) -> frozenset:
     return frozenset(tuple(e) for e, x in zip(inst.attributes["edges"], bits, strict=True) if x)
 
 
+def permutation(bits: Bits, n: int) -> tuple[int, ...] | None:
+    """The n x n one-hot matrix bits[r * n + c] as perm[r] = the column of row r's one, or None when it is not a
+    permutation matrix (the decode of isomorphism and Hamiltonian path)."""
+    perm = []
+    for r in range(n):
+        ones = [c for c in range(n) if bits[r * n + c]]
+        if len(ones) != 1:
+            return None
+        perm.append(ones[0])
+    return tuple(perm) if len(set(perm)) == n else None
+
+
 def unconstrained(inst: Instance, bits: Bits) -> bool:
     """The feasibility of classes where every bitstring is a solution (cuts, communities)."""
     return True

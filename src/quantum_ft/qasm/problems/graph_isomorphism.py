@@ -9,7 +9,7 @@ import itertools
 import networkx as nx
 import numpy as np
 
-from .base import Bits, Instance, PolyBuilder, ProblemClass
+from .base import Bits, Instance, PolyBuilder, ProblemClass, permutation
 
 NAME = "graph_isomorphism"
 A, B = 1.0, 1.0
@@ -44,14 +44,7 @@ def _graph2(inst: Instance) -> nx.Graph:
 
 def decode(inst: Instance, bits: Bits) -> tuple[int, ...] | None:
     """mapping[v] = the G2 node of G1's node v, or None when the bits are not a permutation matrix."""
-    n = inst.graph.number_of_nodes()
-    mapping = []
-    for v in range(n):
-        row = [i for i in range(n) if bits[v * n + i]]
-        if len(row) != 1:
-            return None
-        mapping.append(row[0])
-    return tuple(mapping) if len(set(mapping)) == n else None
+    return permutation(bits, inst.graph.number_of_nodes())
 
 
 def feasible(inst: Instance, bits: Bits) -> bool:

@@ -9,7 +9,7 @@ import itertools
 import networkx as nx
 import numpy as np
 
-from .base import Bits, Instance, PolyBuilder, ProblemClass
+from .base import Bits, Instance, PolyBuilder, ProblemClass, permutation
 
 NAME = "hamiltonian_path"
 A = 1.0
@@ -32,15 +32,15 @@ def build(graph: nx.Graph) -> Instance:
 
 
 def decode(inst: Instance, bits: Bits) -> tuple[int, ...] | None:
-    """The nodes in path order, or None when the bits are not a permutation matrix."""
-    n = inst.graph.number_of_nodes()
-    order = []
-    for j in range(n):
-        column = [v for v in range(n) if bits[v * n + j]]
-        if len(column) != 1:
-            return None
-        order.append(column[0])
-    return tuple(order) if len(set(order)) == n else None
+    """The nodes in path order (bit v * n + j: node v at position j), or None when the bits are not a permutation
+    matrix."""
+    position = permutation(bits, inst.graph.number_of_nodes())
+    if position is None:
+        return None
+    order = [0] * len(position)
+    for v, j in enumerate(position):
+        order[j] = v
+    return tuple(order)
 
 
 def feasible(inst: Instance, bits: Bits) -> bool:
