@@ -62,6 +62,14 @@ class PolyBuilder:
         for (i, a), (j, b) in itertools.combinations(items, 2):
             self.add(coef * 2 * a * b, i, j)
 
+    def add_permutation_penalty(self, coef: float, n: int) -> None:
+        """coef * (sum over rows and columns of (1 - their ones)^2) on the n x n matrix x[r * n + c]: zero exactly on
+        permutation matrices, the feasible set `permutation` decodes."""
+        for r in range(n):
+            self.add_square(coef, {r * n + c: -1.0 for c in range(n)}, 1.0)
+        for c in range(n):
+            self.add_square(coef, {r * n + c: -1.0 for r in range(n)}, 1.0)
+
     def add_one_minus_product(self, coef: float, variables: Iterable[int]) -> None:
         """coef * prod_i (1 - x_i): 1 exactly when every x_i is 0 (an exact k-body term, no slack qubits)."""
         variables = sorted(set(variables))

@@ -20,10 +20,7 @@ def build(graph: nx.Graph, graph2: nx.Graph) -> Instance:
     if graph2.number_of_nodes() != n:
         raise ValueError(f"graph_isomorphism needs two graphs of equal size, got {n} and {graph2.number_of_nodes()}")
     b = PolyBuilder()
-    for v in range(n):
-        b.add_square(A, {v * n + i: -1.0 for i in range(n)}, 1.0)
-    for i in range(n):
-        b.add_square(A, {v * n + i: -1.0 for v in range(n)}, 1.0)
+    b.add_permutation_penalty(A, n)
     for u, v in itertools.combinations(range(n), 2):
         for i, j in itertools.permutations(range(n), 2):
             if graph.has_edge(u, v) != graph2.has_edge(i, j):

@@ -18,10 +18,7 @@ A = 1.0
 def build(graph: nx.Graph) -> Instance:
     n = graph.number_of_nodes()
     b = PolyBuilder()
-    for v in range(n):
-        b.add_square(A, {v * n + j: -1.0 for j in range(n)}, 1.0)
-    for j in range(n):
-        b.add_square(A, {v * n + j: -1.0 for v in range(n)}, 1.0)
+    b.add_permutation_penalty(A, n)
     for u, v in itertools.combinations(range(n), 2):
         if not graph.has_edge(u, v):
             for j in range(n - 1):
