@@ -77,6 +77,7 @@ def test_embedded_model_grpo_rollouts_and_steps(tmp_path: Path) -> None:
     )
     assert batch["attention_mask"][0, 0] == 0  # the short prompt is padded
     out = module.rollout(batch, samples=1, sample=False)
+    module.score(out)
     alone = model.generate(input_ids=torch.tensor([render(short)]), max_new_tokens=24, do_sample=False)
     expected = tokenizer.decode(alone[0, len(render(short)) :], skip_special_tokens=True)
     assert out["texts"][0] == expected and "4" in expected

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from quantum_ft.evaluation import flat_metrics, run_evaluation
-from quantum_ft.evaluation.tasks import CHOICE_TASKS
+from quantum_ft.evaluation.tasks import DATA_TASKS
 from quantum_ft.models.build import build_model
 from quantum_ft.utils.config import config_path
 
@@ -32,7 +32,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
     model.to("cpu" if device == "auto" else device)
     log.info("Evaluating %s on %s", built.description, ", ".join(cfg.eval.tasks))
-    needs_data = any(t not in CHOICE_TASKS for t in cfg.eval.tasks)
+    needs_data = any(t in DATA_TASKS for t in cfg.eval.tasks)
     datamodule = instantiate(cfg.data, tokenizer=tokenizer) if needs_data else None
     results = run_evaluation(model, tokenizer, cfg.eval, out, datamodule)
     log.info("Results: %s", out / "results.md")

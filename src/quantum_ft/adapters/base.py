@@ -34,8 +34,9 @@ class Adapter(ABC):
         """Write what was trained in a format Hugging Face tools load (PEFT adapter or full model)."""
 
     @abstractmethod
-    def load(self, base: PreTrainedModel, directory: Path) -> torch.nn.Module:
-        """Rebuild the trained model from a base model and `save`'s output."""
+    def load(self, base: PreTrainedModel, directory: Path, trainable: bool = False) -> torch.nn.Module:
+        """Rebuild the trained model from a base model and `save`'s output; `trainable` to train it further
+        (init_from: SFT then GRPO), with exactly the parameters `apply` would train."""
 
     def merge(self, model: torch.nn.Module) -> PreTrainedModel:
         """A plain transformers model with the update folded into the weights (for export)."""

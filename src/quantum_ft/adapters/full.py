@@ -20,5 +20,5 @@ class FullFineTune(Adapter):
     def save(self, model: torch.nn.Module, directory: Path) -> None:
         model.save_pretrained(directory)
 
-    def load(self, base: PreTrainedModel, directory: Path) -> torch.nn.Module:
-        return AutoModelForCausalLM.from_pretrained(directory, dtype=base.dtype)
+    def load(self, base: PreTrainedModel, directory: Path, trainable: bool = False) -> torch.nn.Module:
+        return AutoModelForCausalLM.from_pretrained(directory, dtype=base.dtype).requires_grad_(trainable)

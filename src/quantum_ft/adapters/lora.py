@@ -19,14 +19,18 @@ class PeftAdapter(Adapter):
     def peft_config(self) -> Any:
         raise TypeError(f"{type(self).__name__} must define peft_config()")
 
+    def prepare(self, model: PreTrainedModel) -> PreTrainedModel:
+        """What the base needs before an adapter is trained on it (QLoRA: k-bit preparation)."""
+        return model
+
     def apply(self, model: PreTrainedModel) -> torch.nn.Module:
-        return get_peft_model(model, self.peft_config())
+        return get_peft_model(self.prepare(model), self.peft_config())
 
     def save(self, model: torch.nn.Module, directory: Path) -> None:
         model.save_pretrained(directory)
 
-    def load(self, base: PreTrainedModel, directory: Path) -> torch.nn.Module:
-        return PeftModel.from_pretrained(base, directory)
+    def load(self, base: PreTrainedModel, directory: Path, trainable: bool = False) -> torch.nn.Module:
+        return PeftModel.from_pretrained(self.prepare(base) if trainable else base, directory, is_trainable=trainable)
 
     def merge(self, model: torch.nn.Module) -> PreTrainedModel:
         return model.merge_and_unload()
@@ -104,7 +108,6 @@ class QLoraAdapter(LoraAdapter):
             bnb_4bit_compute_dtype=self.compute_dtype,
         )
 
-    def apply(self, model: PreTrainedModel) -> torch.nn.Module:
+    def prepare(self, model: PreTrainedModel) -> PreTrainedModel:
         # Casts norms to fp32 and freezes the base; gradient checkpointing stays the stage's decision.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        return super().apply(model)
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

@@ -3,6 +3,8 @@ messages ([{"role": ..., "content": ...}]), so that one chat-template renderer s
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,13 +29,21 @@ class DataFormatError(ValueError):
 
 
 def read_records(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
-    """Records of a .json (a list of objects) or .jsonl file, each with its origin ("file:line")."""
+    """Records of a .json (a list of objects) or .jsonl file, either gzipped (.gz), each with its origin
+    ("file:line")."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataFormatError(f"Data file {path} does not exist. Check `data.datasets[*].path`.")
-    if path.suffix == ".jsonl":
+    gzipped = path.suffix == ".gz"
+    suffix = Path(path.stem).suffix if gzipped else path.suffix
+    opener = (
+        functools.partial(gzip.open, path, "rt", encoding="utf-8")
+        if gzipped
+        else functools.partial(path.open, encoding="utf-8")
+    )
+    if suffix == ".jsonl":
         records = []
-        with path.open(encoding="utf-8") as f:
+        with opener() as f:
             for lineno, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
@@ -42,7 +52,8 @@ def read_records(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
                 except json.JSONDecodeError as e:
                     raise DataFormatError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}).") from e
         return records
-    text = path.read_text(encoding="utf-8")
+    with opener() as f:
+        text = f.read()
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -11,7 +11,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from quantum_ft.data.formats import DataFormatError, to_messages
-from quantum_ft.data.records import RecordsDataModule, val_count, weighted
+from quantum_ft.data.records import DatasetSpec, RecordsDataModule, weighted
 from quantum_ft.utils.text import pad_with_mask, render_prompt
 
 log = logging.getLogger(__name__)
@@ -71,28 +71,32 @@ class PromptDataModule(RecordsDataModule):
         rng = random.Random(self.seed)
         prompts: list[Prompt] = []
         for spec in self.specs:
-            raw = spec.read(self.max_samples)
-            kept: list[Prompt] = []
-            for origin, record in raw:
-                try:
-                    messages, columns = prompt_messages(record, spec.format)
-                except (DataFormatError, KeyError, TypeError) as e:
-                    raise DataFormatError(f"{origin}: {e}") from e
-                if self.system and messages[0]["role"] != "system":
-                    messages = [{"role": "system", "content": self.system}, *messages]
-                ids = self.tokenizer(render_prompt(self.tokenizer, messages), add_special_tokens=False)["input_ids"]
-                if len(ids) > self.prompt_len:
-                    self.stats.too_long += 1  # a cut prompt asks another question: leave it out
-                    continue
-                kept.append(Prompt(ids, messages[-1]["content"], columns))
-            self.stats.records[spec.label] = len(raw)
+            kept = self._prompts(spec)
             prompts += weighted(kept, spec.weight, rng)  # datasets mix by weight, as for SFT
+        held_out = [p for spec in self.val_specs for p in self._prompts(spec)] if self.val_specs else None
         if self.stats.too_long:
             log.warning("%d prompts longer than prompt_len=%d were left out.", self.stats.too_long, self.prompt_len)
-        n_val = val_count(self.val_size, len(prompts))
         rng.shuffle(prompts)
-        self.val_set, self.train_set = prompts[:n_val], prompts[n_val:]
+        self.train_set, self.val_set = self.split(prompts, held_out)
         self.stats.train_prompts, self.stats.val_prompts = len(self.train_set), len(self.val_set)
+
+    def _prompts(self, spec: DatasetSpec) -> list[Prompt]:
+        raw = self.records(spec)
+        kept: list[Prompt] = []
+        for origin, record in raw:
+            try:
+                messages, columns = prompt_messages(record, spec.format)
+            except (DataFormatError, KeyError, TypeError) as e:
+                raise DataFormatError(f"{origin}: {e}") from e
+            if self.system and messages[0]["role"] != "system":
+                messages = [{"role": "system", "content": self.system}, *messages]
+            ids = self.tokenizer(render_prompt(self.tokenizer, messages), add_special_tokens=False)["input_ids"]
+            if len(ids) > self.prompt_len:
+                self.stats.too_long += 1  # a cut prompt asks another question: leave it out
+                continue
+            kept.append(Prompt(ids, messages[-1]["content"], columns))
+        self.stats.records[spec.label] = len(raw)
+        return kept
 
     def collate(self, prompts: list[Prompt]) -> dict[str, Any]:
         """Left padding, so that every prompt ends where generation starts; the records' other fields ride along

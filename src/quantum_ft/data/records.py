@@ -1,10 +1,13 @@
-"""Datasets of records (JSON / JSONL files or hub datasets): the sources, their mixing by weight and the
-validation split, shared by the SFT and the prompt (GRPO) data modules."""
+"""Datasets of records (JSON / JSONL files or hub datasets): the sources, an optional record transform (a task that
+turns raw records into chat records and filters them, e.g. quantum_ft.qasm.prompts.CircuitTask), their mixing by
+weight and the validation split (a fraction of the mix, or datasets of its own), shared by the SFT and the prompt
+(GRPO) data modules."""
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +37,9 @@ class DatasetSpec:
     def label(self) -> str:
         return self.path or f"{self.name}:{self.split}"
 
-    def read(self, max_samples: int | None = None) -> list[tuple[str, dict[str, Any]]]:
-        """The first `max_samples` records (all with None), each with its origin ("file:line")."""
-        raw = read_records(self.path) if self.path else read_hub_records(self.name, self.split, self.subset)
-        return raw[:max_samples] if max_samples is not None else raw
+    def read(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every record, each with its origin ("file:line")."""
+        return read_records(self.path) if self.path else read_hub_records(self.name, self.split, self.subset)
 
     def fingerprint(self) -> str:
         if self.path:
@@ -59,12 +61,16 @@ class RecordsDataModule(DataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 42,
+        transform: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        val_datasets: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if not datasets:
             raise DataFormatError("`data.datasets` is empty: configure at least one dataset.")
         self.tokenizer = tokenizer
         self.specs = [DatasetSpec(**dict(d)) for d in datasets]
+        self.val_specs = [DatasetSpec(**dict(d)) for d in val_datasets or []]
+        self.transform = transform
         self.max_samples = max_samples
         self.val_size = val_size
         self.batch_size = batch_size
@@ -73,6 +79,31 @@ class RecordsDataModule(DataModule):
         self.seed = seed
         self.train_set: list[Any] = []
         self.val_set: list[Any] = []
+
+    def records(self, spec: DatasetSpec) -> list[tuple[str, dict[str, Any]]]:
+        """The source's records after the transform (a record it maps to None is left out), the first
+        `max_samples` of them."""
+        raw = spec.read()
+        if self.transform is not None:
+            kept = []
+            for origin, record in raw:
+                try:
+                    out = self.transform(record)
+                except (KeyError, TypeError, ValueError) as e:
+                    raise DataFormatError(f"{origin}: the transform {self.transform!r} failed: {e!r}") from e
+                if out is not None:
+                    kept.append((origin, out))
+            raw = kept
+        return raw[: self.max_samples] if self.max_samples is not None else raw
+
+    def split(self, items: list[Any], held_out: list[Any] | None) -> tuple[list[Any], list[Any]]:
+        """(train, val): `held_out` when validation datasets are configured, else the first val_size items."""
+        if held_out is not None:
+            if not held_out:
+                raise DataFormatError(f"The validation datasets {[s.label for s in self.val_specs]} are empty.")
+            return items, held_out
+        n_val = val_count(self.val_size, len(items))
+        return items[n_val:], items[:n_val]
 
 
 def val_count(val_size: float | int, n: int) -> int:

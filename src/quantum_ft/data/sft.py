@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from quantum_ft.data.encode import IGNORE_INDEX, Encoded, encode_conversation
 from quantum_ft.data.formats import DataFormatError, to_messages
-from quantum_ft.data.records import RecordsDataModule, val_count, weighted
+from quantum_ft.data.records import DatasetSpec, RecordsDataModule, weighted
 from quantum_ft.utils.io import atomic_write
 from quantum_ft.utils.text import pad
 
@@ -80,24 +80,19 @@ class SFTDataModule(RecordsDataModule):
         if cache is not None:
             write_cache(cache, self.train_set, self.val_set, self.stats)
 
-    def _build(self) -> tuple[list[Encoded], list[Encoded], DataStats]:
-        stats = DataStats()
-        rng = random.Random(self.seed)
-        conversations = []
-        for spec in self.specs:
-            messages = []
-            for origin, record in spec.read(self.max_samples):
-                if not isinstance(record, dict):
-                    raise DataFormatError(f"{origin}: a record must be a JSON object, got {type(record).__name__}.")
-                try:
-                    messages.append(to_messages(record, spec.format))
-                except (DataFormatError, KeyError, TypeError, IndexError) as e:
-                    raise DataFormatError(f"{origin}: {e}") from e
-            stats.records[spec.label] = len(messages)
-            conversations += weighted(messages, spec.weight, rng)
-        if not conversations:
-            raise DataFormatError(f"No usable record in {[s.label for s in self.specs]}: every dataset is empty.")
-        rng.shuffle(conversations)
+    def _conversations(self, spec: DatasetSpec, stats: DataStats) -> list[Any]:
+        messages = []
+        for origin, record in self.records(spec):
+            if not isinstance(record, dict):
+                raise DataFormatError(f"{origin}: a record must be a JSON object, got {type(record).__name__}.")
+            try:
+                messages.append(to_messages(record, spec.format))
+            except (DataFormatError, KeyError, TypeError, IndexError) as e:
+                raise DataFormatError(f"{origin}: {e}") from e
+        stats.records[spec.label] = len(messages)
+        return messages
+
+    def _encode(self, conversations: list[Any], stats: DataStats) -> list[Encoded]:
         encoded = []
         for messages in conversations:
             e = encode_conversation(self.tokenizer, messages, self.cutoff_len, self.train_on_inputs)
@@ -106,12 +101,28 @@ class SFTDataModule(RecordsDataModule):
                 stats.dropped_no_target += 1  # truncation cut off every answer token
                 continue
             encoded.append(e)
+        return encoded
+
+    def _build(self) -> tuple[list[Encoded], list[Encoded], DataStats]:
+        stats = DataStats()
+        rng = random.Random(self.seed)
+        conversations = []
+        for spec in self.specs:
+            conversations += weighted(self._conversations(spec, stats), spec.weight, rng)
+        if not conversations:
+            raise DataFormatError(f"No usable record in {[s.label for s in self.specs]}: every dataset is empty.")
+        rng.shuffle(conversations)
+        held_out = None
+        if self.val_specs:
+            held_out = self._encode([m for spec in self.val_specs for m in self._conversations(spec, stats)], stats)
+        encoded = self._encode(conversations, stats)
         if not encoded:
             raise DataFormatError(
                 f"No record keeps an answer token within cutoff_len={self.cutoff_len}; raise `data.cutoff_len`."
             )
-        n_val = val_count(self.val_size, len(encoded))
-        val, train = encoded[:n_val], encoded[n_val:]
+        train, val = self.split(encoded, held_out)
+        encoded = train + val
+        total = len(conversations) + (len(held_out) if held_out is not None else 0)
         if self.packing:
             train = pack(train, self.cutoff_len)
         lengths = [len(e.input_ids) for e in encoded]
@@ -124,7 +135,7 @@ class SFTDataModule(RecordsDataModule):
                 "%d of %d samples were longer than cutoff_len=%d and were truncated (%d lost every answer token "
                 "and were dropped).",
                 stats.truncated,
-                len(conversations),
+                total,
                 self.cutoff_len,
                 stats.dropped_no_target,
             )
@@ -138,6 +149,8 @@ class SFTDataModule(RecordsDataModule):
             {
                 "v": CACHE_VERSION,
                 "datasets": [(asdict(s), s.fingerprint()) for s in self.specs],
+                "val_datasets": [(asdict(s), s.fingerprint()) for s in self.val_specs],
+                "transform": repr(self.transform),
                 "tokenizer": [
                     tok.name_or_path,
                     len(tok),

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from quantum_ft.evaluation import lm_eval_backend
+from quantum_ft.evaluation import lm_eval_backend, qasm_task
 from quantum_ft.evaluation.choice_data import Subject, load_hub, load_local, load_mapping
 from quantum_ft.evaluation.harness import CHINESE, ENGLISH, evaluate_subjects, summarize
 from quantum_ft.evaluation.text_metrics import perplexity, rouge
@@ -27,7 +27,8 @@ from quantum_ft.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
 CHOICE_TASKS = ("mmlu", "cmmlu", "ceval")
-TASKS = (*CHOICE_TASKS, "perplexity", "rouge", "lm_eval")
+DATA_TASKS = ("perplexity", "rouge")  # on the data group's held-out split
+TASKS = (*CHOICE_TASKS, *DATA_TASKS, "lm_eval", "qasm")
 
 
 def load_choice_task(task: str, settings: DictConfig) -> list[Subject]:
@@ -79,6 +80,8 @@ def run_evaluation(
             results[task] = summarize(answers) | {"k_shot": settings.k_shot}
         elif task == "lm_eval":
             results[task] = lm_eval_backend.run_lm_eval(model, tokenizer, settings.lm_eval, out_dir)
+        elif task == "qasm":
+            results[task] = qasm_task.evaluate_qasm(model, tokenizer, settings.qasm, out_dir, progress)
         else:
             if datamodule is None:
                 raise ConfigError(f"eval task {task} needs a dataset: configure the data group")
@@ -120,6 +123,8 @@ def headline(task: str, result: dict[str, Any]) -> str:
         return f"accuracy {result['accuracy']:.4f} over {result['questions']} questions"
     if task == "lm_eval":
         return lm_eval_backend.headline(result)
+    if task == "qasm":
+        return qasm_task.headline(result)
     if task == "perplexity":
         return f"perplexity {result['perplexity']:.3f} over {result['tokens']} tokens"
     return f"ROUGE-1 {result['rouge1']:.4f}, ROUGE-2 {result['rouge2']:.4f}, ROUGE-L {result['rougeL']:.4f}"
@@ -130,6 +135,12 @@ def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
     eval/lm_eval/<lm-eval task>/<metric>."""
     flat = {}
     for task, result in results.items():
+        if task == "qasm":
+            for row in ("model", "reference", "random_parameters"):
+                for key, value in result[row].items():
+                    if isinstance(value, int | float):
+                        flat[f"eval/qasm/{row}/{key}"] = float(value)
+            continue
         for key, value in result.items():
             if isinstance(value, int | float) and key != "seconds":
                 flat[f"eval/{task}/{key}"] = float(value)
@@ -158,5 +169,7 @@ def results_table(results: dict[str, Any]) -> str:
                 lines.append(f"| {name} | {value['category']} | {value['accuracy']:.4f} | {value['questions']} |")
         elif task == "lm_eval":
             lines += lm_eval_backend.table(result)
+        elif task == "qasm":
+            lines += qasm_task.table(result)
         lines.append("")
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """The one way every entry point gets its model (train, eval, chat, export): the `model` group's base with the
-`adapter` group's adapter applied, or, with `checkpoint`, a trained run rebuilt from its artifact (base +
-trained adapter, any adapter type) or a folder holding an exported Hugging Face model."""
+`adapter` group's adapter applied; with `checkpoint`, a trained run rebuilt from its artifact (base + trained
+adapter, any adapter type) or a folder holding an exported Hugging Face model; with `init_from`, a trained run's
+adapter to train further (SFT then GRPO)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from quantum_ft.adapters.base import Adapter
 from quantum_ft.artifacts import find_artifact, read_artifact_config
@@ -31,6 +32,8 @@ def build_model(cfg: DictConfig, quantized: bool = True) -> BuiltModel:
     """The model `cfg` names. `quantized=False` loads a QLoRA run's base in full precision (for merging)."""
     if cfg.get("checkpoint"):
         return from_checkpoint(Path(str(cfg.checkpoint)).expanduser(), quantized)
+    if cfg.get("init_from"):
+        return continue_from(Path(str(cfg.init_from)).expanduser(), cfg, quantized)
     source: ModelSource = instantiate(cfg.model)
     adapter: Adapter | None = instantiate(cfg.adapter) if cfg.get("adapter") else None
     return _assemble(source, adapter, quantized, source.load_tokenizer(), apply=True)
@@ -59,6 +62,36 @@ def from_checkpoint(path: Path, quantized: bool = True) -> BuiltModel:
         f"checkpoint={path}: not a training run (no artifact/ with its config), and not an exported model "
         "(no config.json). Give a run's output directory, its artifact/, or a folder written by quantum_ft.export."
     )
+
+
+def continue_from(path: Path, cfg: DictConfig, quantized: bool = True) -> BuiltModel:
+    """A new run starting from a finished run's trained adapter: that run's base and adapter (its settings, e.g.
+    LoRA's rank, come from the artifact), loaded trainable. The configured model and adapter must be of the same
+    kind, so that a config cannot silently say one thing and train another."""
+    from transformers import AutoTokenizer
+
+    artifact = find_artifact(path)
+    if artifact is None:
+        raise ConfigError(
+            f"init_from={path}: not a finished training run (no artifact/ with its config). Give the output "
+            "directory of the run to start from (e.g. the SFT run) or its artifact/."
+        )
+    run = read_artifact_config(artifact)
+    for group, key in (("model", "name"), ("adapter", "_target_")):
+        theirs, ours = run[group].get(key), cfg[group].get(key) if cfg.get(group) else None
+        if theirs != ours:
+            raise ConfigError(
+                f"init_from={artifact} was trained with {group} {key}={theirs}; this run configures {ours}. "
+                f"Choose the same {group} (its settings are taken from the artifact)."
+            )
+    with open_dict(cfg):
+        cfg.adapter = run.adapter  # what is trained is the artifact's adapter: this run's artifact says so too
+    built = _assemble(
+        instantiate(run.model), instantiate(run.adapter), quantized, AutoTokenizer.from_pretrained(artifact)
+    )
+    built.model = built.adapter.load(built.model, artifact, trainable=True)
+    built.description += f" (from {artifact})"
+    return built
 
 
 def _assemble(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -23,6 +24,7 @@ from quantum_ft.stages.grpo_objective import (
     group_advantages,
     grpo_loss,
 )
+from quantum_ft.utils.config import ConfigError
 from quantum_ft.utils.modes import evaluating
 
 RewardFunction = Callable[..., list[float | None]]
@@ -69,11 +71,14 @@ class GRPOModule(StageModule):
         self.beta, self.epsilon, self.epsilon_high = beta, epsilon, epsilon_high
         self.loss_type, self.scale_rewards = loss_type, scale_rewards
         self.pad_token_id = tokenizer.pad_token_id  # model loading gives every tokenizer a pad token
+        self.reward_wait_s = 0.0
+        self._step_started = 0.0
 
     # ---------------------------------------------------------------- rollouts
     @torch.no_grad()
     def rollout(self, batch: dict[str, Any], samples: int, sample: bool = True) -> dict[str, Any]:
-        """`samples` completions of every prompt (prompt-major), their token mask and their rewards."""
+        """`samples` completions of every prompt (prompt-major) and their token mask; rewards that can
+        (`prefetch`) start scoring them in the background at once (see score())."""
         settings = {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p} if sample else {}
         with evaluating(self.model):
             sequences = self.model.generate(
@@ -93,12 +98,33 @@ class GRPOModule(StageModule):
         columns = {k: [v for v in values for _ in range(samples)] for k, values in batch["columns"].items()}
         prompts = [p for p in batch["prompts"] for _ in range(samples)]
         ids = [row[: int(m.sum())].tolist() for row, m in zip(completion, mask)]
-        scores = {
-            name: _as_tensor(fn(prompts=prompts, completions=texts, completion_ids=ids, finished=finished, **columns))
-            for name, fn in self.rewards.items()
-        }
-        total = sum(self.reward_weights[name] * s.nan_to_num(0.0) for name, s in scores.items())
-        return {"completion": completion, "mask": mask, "texts": texts, "scores": scores, "reward": total}
+        inputs = {"prompts": prompts, "completions": texts, "completion_ids": ids, "finished": finished, **columns}
+        for fn in self.rewards.values():
+            if hasattr(fn, "prefetch"):
+                fn.prefetch(**inputs)
+        return {"completion": completion, "mask": mask, "texts": texts, "reward_inputs": inputs}
+
+    def score(self, out: dict[str, Any]) -> None:
+        """Every reward of a rollout into out["scores"] and their weighted sum into out["reward"]; the time spent
+        waiting for them (what background scoring did not hide) into self.reward_wait_s."""
+        started = time.perf_counter()
+        out["scores"] = {name: _as_tensor(fn(**out["reward_inputs"])) for name, fn in self.rewards.items()}
+        self.reward_wait_s = time.perf_counter() - started
+        out["reward"] = sum(self.reward_weights[name] * s.nan_to_num(0.0) for name, s in out["scores"].items())
+
+    def on_fit_start(self) -> None:
+        """A reward that names the prompt columns it needs fails here, before any step, naming what is missing."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        first = datamodule.train_set[0] if datamodule is not None and datamodule.train_set else None
+        if first is None:
+            return
+        for name, fn in self.rewards.items():
+            missing = [c for c in getattr(fn, "required_columns", ()) if c not in first.columns]
+            if missing:
+                raise ConfigError(
+                    f"reward {name!r} needs the prompt columns {missing}, which the data does not have (it has "
+                    f"{sorted(first.columns) or 'none'}). Use data=qasm_prompts or add the columns to the records."
+                )
 
     def token_logprobs(
         self, model: torch.nn.Module, batch: dict[str, Any], completion: torch.Tensor, mask: torch.Tensor
@@ -116,13 +142,16 @@ class GRPOModule(StageModule):
 
     # ---------------------------------------------------------------- steps
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        self._step_started = time.perf_counter()
         out = self.rollout(batch, self.group_size)
-        advantages = group_advantages(out["reward"].to(self.device), self.group_size, self.scale_rewards)
+        # The policy's and the reference's forward passes run while background rewards score the rollout.
         logp = self.token_logprobs(self.model, batch, out["completion"], out["mask"])
         ref_logp = None
         if self.beta:
             with torch.no_grad(), self._reference() as reference:
                 ref_logp = self.token_logprobs(reference, batch, out["completion"], out["mask"])
+        self.score(out)
+        advantages = group_advantages(out["reward"].to(self.device), self.group_size, self.scale_rewards)
         result = grpo_loss(
             logp,
             logp.detach(),
@@ -145,12 +174,19 @@ class GRPOModule(StageModule):
         self.log("train/kl", result.kl, on_step=True, batch_size=n)
         self.log("train/clip_fraction", result.clip_fraction, on_step=True, batch_size=n)
         self.log("train/completion_tokens", out["mask"].sum(1).float().mean(), on_step=True, batch_size=n)
+        self.log("train/reward_wait_s", self.reward_wait_s, on_step=True, batch_size=n)
         self.step_tokens = int(out["mask"].sum())  # what this step generated and trained on
         return result.loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """The share of the whole step (optimiser included) spent waiting on rewards."""
+        elapsed = max(time.perf_counter() - self._step_started, 1e-9)
+        self.log("train/reward_wait_share", self.reward_wait_s / elapsed, on_step=True, batch_size=1)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Mean reward of one greedy completion per held-out prompt: what the policy does when not exploring."""
         out = self.rollout(batch, samples=1, sample=False)
+        self.score(out)
         reward = out["reward"].mean()
         self.log("val/reward", reward, on_epoch=True, prog_bar=True, batch_size=len(batch["prompts"]), sync_dist=True)
         return reward
