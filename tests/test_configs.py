@@ -128,7 +128,7 @@ ROOMS = {  # config group -> where its project classes live
     "model": "quantum_ft.models.",
     "adapter": "quantum_ft.adapters.",
     "stage": "quantum_ft.stages.",
-    "data": "quantum_ft.data.",
+    "data": ("quantum_ft.data.", "quantum_ft.qasm."),  # the circuit task's record transform lives with its data
     "distributed": ("quantum_ft.distributed.", "quantum_ft.callbacks."),
     "callbacks": "quantum_ft.callbacks.",
     "logger": "quantum_ft.loggers.",

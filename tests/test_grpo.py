@@ -147,7 +147,7 @@ def test_kl_is_zero_at_start_and_grows_with_training() -> None:
     torch.manual_seed(0)
     module, batch = _module("stage.beta=0.1")
     logged = {}
-    module.log = lambda name, value, **k: logged.__setitem__(name, float(value.detach()))
+    module.log = lambda name, value, **k: logged.__setitem__(name, float(value))
     module.training_step(batch, 0)
     assert logged["train/kl"] == pytest.approx(0.0, abs=1e-10)  # LoRA starts as the identity: policy = reference
     with torch.no_grad():

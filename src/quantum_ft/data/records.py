@@ -70,6 +70,10 @@ class RecordsDataModule(DataModule):
         self.tokenizer = tokenizer
         self.specs = [DatasetSpec(**dict(d)) for d in datasets]
         self.val_specs = [DatasetSpec(**dict(d)) for d in val_datasets or []]
+        if transform is not None and not callable(transform):
+            raise DataFormatError(
+                f"data.transform must be a record -> record callable given by a `_target_`, got {transform!r}."
+            )
         self.transform = transform
         self.max_samples = max_samples
         self.val_size = val_size

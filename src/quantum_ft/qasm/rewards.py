@@ -320,13 +320,13 @@ class CircuitReward:
 
     required_columns = COLUMNS  # checked against the prompt data when fitting starts
 
-    def __init__(self, component: str, divergence: str = "js", **scorer: Any) -> None:
+    def __init__(self, component: str, divergence: str = "js", scorer: dict[str, Any] | None = None) -> None:
         if component not in COMPONENTS:
             raise ValueError(f"CircuitReward.component {component!r} is not one of {', '.join(COMPONENTS)}.")
         if divergence not in ("js", "kl"):
             raise ValueError(f"CircuitReward.divergence must be 'js' or 'kl', got {divergence!r}.")
         self.component, self.divergence = component, divergence
-        self.scorer = CircuitScorer.shared(ScorerSettings(**scorer))
+        self.scorer = CircuitScorer.shared(ScorerSettings(**dict(scorer or {})))
 
     def prefetch(self, prompts: list[str], completions: list[str], **columns: Any) -> None:
         self.scorer.prefetch(completions, columns)

@@ -53,9 +53,10 @@ class GRPOModule(StageModule):
         **stage_settings: Any,
     ) -> None:
         super().__init__(model, tokenizer, optimizer, **stage_settings)
+        rewards = {name: fn for name, fn in rewards.items() if fn is not None}  # null drops an inherited one
         if not rewards:
             raise ValueError("stage.rewards is empty: GRPO needs at least one reward function.")
-        weights = dict(reward_weights or {})
+        weights = {name: w for name, w in (reward_weights or {}).items() if w is not None}
         unknown = sorted(set(weights) - set(rewards))
         if unknown:
             raise ValueError(f"stage.reward_weights names {unknown}, which are not in stage.rewards {sorted(rewards)}.")
@@ -112,8 +113,9 @@ class GRPOModule(StageModule):
         self.reward_wait_s = time.perf_counter() - started
         out["reward"] = sum(self.reward_weights[name] * s.nan_to_num(0.0) for name, s in out["scores"].items())
 
-    def on_fit_start(self) -> None:
-        """A reward that names the prompt columns it needs fails here, before any step, naming what is missing."""
+    def setup(self, stage: str) -> None:
+        """A reward that names the prompt columns it needs fails here, before any step (validation included),
+        naming what is missing."""
         datamodule = getattr(self.trainer, "datamodule", None)
         first = datamodule.train_set[0] if datamodule is not None and datamodule.train_set else None
         if first is None:

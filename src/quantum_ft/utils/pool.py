@@ -17,6 +17,7 @@ import importlib
 import json
 import logging
 import os
+import select
 import selectors
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
+STARTUP_S = 120.0  # a worker's imports, on a loaded machine
 
 
 @dataclass
@@ -44,6 +46,7 @@ class PoolStats:
 
 class _Worker:
     def __init__(self, function: str, warmup: str | None) -> None:
+        self.function = function
         command = [sys.executable, "-m", "quantum_ft.utils.pool", function] + ([warmup] if warmup else [])
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         self.process = subprocess.Popen(
@@ -51,6 +54,17 @@ class _Worker:
         )
         self.item: int | None = None
         self.deadline = 0.0
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until the worker has imported its function (and warmed up): item deadlines start after that."""
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
+        line = self.process.stdout.readline() if ready else ""
+        if _parse(line) != {"ready": True}:
+            self.kill()
+            raise RuntimeError(
+                f"a worker process running {self.function} did not start within "
+                f"{timeout_s:.0f} s (exit code {self.process.returncode}); its error is above."
+            )
 
     def send(self, index: int, item: Any, timeout_s: float) -> None:
         self.item, self.deadline = index, time.monotonic() + timeout_s
@@ -79,7 +93,9 @@ class WorkerPool:
         self.function, self.warmup, self.timeout_s = function, warmup, timeout_s
         self.stats = PoolStats()
         self._lock = threading.Lock()
-        self._workers = [_Worker(function, warmup) for _ in range(workers)]
+        self._workers = [_Worker(function, warmup) for _ in range(workers)]  # they start in parallel
+        for worker in self._workers:
+            worker.wait_ready(STARTUP_S)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-pool")
         WorkerPool.pools_started += 1
         atexit.register(self.close)
@@ -158,6 +174,7 @@ class WorkerPool:
     def _replace(self, worker: _Worker, crashed: bool) -> _Worker:
         worker.kill()
         fresh = _Worker(self.function, self.warmup)
+        fresh.wait_ready(STARTUP_S)
         self._workers[self._workers.index(worker)] = fresh
         self.stats.replaced += 1
         return fresh
@@ -194,6 +211,8 @@ def serve(function: str, warmup: str | None = None) -> None:
         _load(warmup)()
     out = sys.stdout
     sys.stdout = sys.stderr  # a stray print in the function must not corrupt the answers
+    out.write(json.dumps({"ready": True}) + "\n")
+    out.flush()
     for line in sys.stdin:
         try:
             answer = {"result": fn(json.loads(line))}
