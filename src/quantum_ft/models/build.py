@@ -43,15 +43,7 @@ def from_checkpoint(path: Path, quantized: bool = True) -> BuiltModel:
     """A run's output directory or its artifact/ (base + trained adapter), or an exported model (config.json)."""
     artifact = find_artifact(path)
     if artifact is not None:
-        from transformers import AutoTokenizer
-
-        run = read_artifact_config(artifact)
-        built = _assemble(
-            instantiate(run.model), instantiate(run.adapter), quantized, AutoTokenizer.from_pretrained(artifact)
-        )
-        built.model = built.adapter.load(built.model, artifact)
-        built.description += f" ({path})"
-        return built
+        return _from_artifact(artifact, read_artifact_config(artifact), quantized, trainable=False)
     if (path / "config.json").is_file():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -68,8 +60,6 @@ def continue_from(path: Path, cfg: DictConfig, quantized: bool = True) -> BuiltM
     """A new run starting from a finished run's trained adapter: that run's base and adapter (its settings, e.g.
     LoRA's rank, come from the artifact), loaded trainable. The configured model and adapter must be of the same
     kind, so that a config cannot silently say one thing and train another."""
-    from transformers import AutoTokenizer
-
     artifact = find_artifact(path)
     if artifact is None:
         raise ConfigError(
@@ -86,11 +76,18 @@ def continue_from(path: Path, cfg: DictConfig, quantized: bool = True) -> BuiltM
             )
     with open_dict(cfg):
         cfg.adapter = run.adapter  # what is trained is the artifact's adapter: this run's artifact says so too
+    return _from_artifact(artifact, run, quantized, trainable=True)
+
+
+def _from_artifact(artifact: Path, run: DictConfig, quantized: bool, trainable: bool) -> BuiltModel:
+    """The artifact's base with its trained adapter loaded (trainable to train it further)."""
+    from transformers import AutoTokenizer
+
     built = _assemble(
         instantiate(run.model), instantiate(run.adapter), quantized, AutoTokenizer.from_pretrained(artifact)
     )
-    built.model = built.adapter.load(built.model, artifact, trainable=True)
-    built.description += f" (from {artifact})"
+    built.model = built.adapter.load(built.model, artifact, trainable=trainable)
+    built.description += f" ({artifact})"
     return built
 
 
