@@ -204,6 +204,15 @@ def test_sampler_shuffles_per_epoch_shards_and_skips() -> None:
     assert all(len(r) == 6 for r in ranks) and len(set(sum(ranks, []))) == 18
 
 
+def test_sampler_repeats_each_batch_and_skips_counting_repeats() -> None:
+    """GRPO's generation batches: each handed out `repeats` times in a row; a resume skips repeated batches."""
+    plain = list(ResumableBatchSampler(10, 4, shuffle=True, seed=2, drop_last=True))
+    s = ResumableBatchSampler(10, 4, shuffle=True, seed=2, drop_last=True, repeats=3)
+    assert list(s) == [b for b in plain for _ in range(3)] and len(s) == 6 and len(plain) == 2
+    s.skip_once(epoch=0, batches=4)
+    assert list(s) == [plain[1], plain[1]]
+
+
 def test_lightning_reaches_the_sampler_epoch() -> None:
     """Lightning sets the epoch on `dataloader.batch_sampler.sampler`; before that was the batch sampler itself,
     every epoch repeated epoch 0's order (and resume beyond epoch 0 skipped nothing)."""

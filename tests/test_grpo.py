@@ -4,6 +4,8 @@ and a whole run through `train`."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from quantum_ft.stages.grpo import GRPOModule, completion_mask
 from quantum_ft.stages.grpo_objective import group_advantages
 from quantum_ft.stages.rewards import ContainsReference, Diversity, EndsWithEOS, TagFormat, TargetLength
 from quantum_ft.train import train
+from quantum_ft.utils.plots import read_metric_series
 from tests.helpers import assert_resume_matches, compose_train, until_crash
 
 GRPO_TINY = [
@@ -143,6 +146,79 @@ def test_step_gradient_matches_a_plain_loop_over_unpadded_sequences() -> None:
         torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-6)
 
 
+def _no_dropout(module: GRPOModule) -> None:
+    for m in module.model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+
+
+def test_completion_only_logits_give_the_full_forwards_logprobs() -> None:
+    """logits_to_keep: the LM head on the completion positions only, same log-probs as the whole sequence's."""
+    torch.manual_seed(0)
+    module, batch = _module("stage.group_size=2")
+    assert module.keeps_logits  # the tiny Llama (and every Hugging Face causal LM) takes logits_to_keep
+    _no_dropout(module)
+    out = module.rollout(batch, 2)
+    kept = module.token_logprobs(module.model, batch, out["completion"], out["mask"])
+    module.keeps_logits = False
+    full = module.token_logprobs(module.model, batch, out["completion"], out["mask"])
+    torch.testing.assert_close(kept, full, rtol=0, atol=1e-6)
+
+
+def _steps(module: GRPOModule, batch: dict, steps: int, lr: float) -> list[dict[str, float]]:
+    """`steps` training steps on the same batch with SGD, what each logged, and how many times it sampled."""
+    optimizer = torch.optim.SGD([p for p in module.model.parameters() if p.requires_grad], lr=lr)
+    generated = []
+    generate = module.generate_batch
+    module.generate_batch = lambda b: (generated.append(1), generate(b))
+    history: list[dict[str, float]] = []
+    module.log = lambda name, value, **k: history[-1].__setitem__(name, float(value))
+    for _ in range(steps):
+        history.append({})
+        optimizer.zero_grad()
+        module.training_step(batch, 0).backward()
+        optimizer.step()
+        history[-1]["generations"] = len(generated)
+    return history
+
+
+def test_num_iterations_reuses_rollouts_and_the_clip_acts() -> None:
+    """num_iterations = 2: one generation for two updates; on the second the policy has moved from the one that
+    sampled, so ratios leave [1 - eps, 1 + eps] and train/clip_fraction is non-zero. With 1 it is always 0."""
+    torch.manual_seed(0)
+    module, batch = _module("stage.beta=0", "stage.num_iterations=2", "stage.epsilon=0.01", "stage.temperature=1.0")
+    _no_dropout(module)
+    steps = _steps(module, batch, 4, lr=2.0)
+    assert [s["generations"] for s in steps] == [1, 1, 2, 2]
+    assert steps[0]["train/clip_fraction"] == 0.0  # the sampling policy is still the trained one
+    assert steps[1]["train/clip_fraction"] > 0.0
+    assert steps[1]["train/reward"] == steps[0]["train/reward"]  # the same rollouts
+    torch.manual_seed(0)
+    module, batch = _module("stage.beta=0", "stage.epsilon=0.01", "stage.temperature=1.0")
+    steps = _steps(module, batch, 2, lr=2.0)
+    assert [s["generations"] for s in steps] == [1, 2] and all(s["train/clip_fraction"] == 0.0 for s in steps)
+
+
+def test_steps_per_generation_splits_one_generation_batch_over_steps() -> None:
+    torch.manual_seed(0)
+    module, batch = _module("stage.steps_per_generation=2", "stage.group_size=2")
+    steps = _steps(module, batch, 2, lr=0.1)
+    assert [s["generations"] for s in steps] == [1, 1]
+    assert [part["rows"] for part in module.buffer] == [[0, 1], [1, 2]]  # a prompt each, two groups of 2
+    assert all(len(part["reward"]) == 2 for part in module.buffer)
+
+
+def test_truncated_completions_can_be_left_out_of_the_loss() -> None:
+    torch.manual_seed(0)
+    module, batch = _module("stage.mask_truncated_completions=true", "stage.max_new_tokens=3")
+    module.log = lambda *a, **k: None
+    module.training_step(batch, 0)
+    part = module.buffer[0]
+    assert not part["finished"].all(), "every completion ended within 3 tokens: nothing to mask"
+    assert (part["loss_mask"][~part["finished"]] == 0).all()
+    assert torch.equal(part["loss_mask"][part["finished"]], part["mask"][part["finished"]])
+
+
 def test_kl_is_zero_at_start_and_grows_with_training() -> None:
     torch.manual_seed(0)
     module, batch = _module("stage.beta=0.1")
@@ -223,14 +299,46 @@ class TokenShare:
         return [sum(t < 24_576 for t in ids) / max(len(ids), 1) for ids in completion_ids]
 
 
+def test_a_run_logs_its_step_time_split_and_completion_tables(tmp_path: Path) -> None:
+    overrides = [o for o in GRPO_TINY if o != "logger=csv"]
+    extra = ["callbacks.completions_table.every_n_steps=1", "stage.num_iterations=2", "trainer.max_steps=3"]
+    train(compose_train([*overrides, *extra], tmp_path))
+    table = list(__import__("csv").DictReader((tmp_path / "completions.csv").open()))
+    assert [r["step"] for r in table] == ["1"] * 4 + ["3"] * 4  # a prompt's 4 completions, when freshly sampled
+    assert {"prompt", "completion", "reward", "length", "eos", "diversity"} <= set(table[0])
+    events = b"".join(p.read_bytes() for p in (tmp_path / "tensorboard").rglob("events.out.tfevents*"))
+    assert b"train/completions" in events
+    generate = read_metric_series(tmp_path / "csv", "train/time/generate_s")
+    assert generate[0][1] > 0 and generate[1][1] == 0 < generate[2][1]  # step 2 reuses step 1's rollouts
+    assert all(v > 0 for _, v in read_metric_series(tmp_path / "csv", "train/time/update_s"))
+
+
+@pytest.mark.integration  # Lightning starts a second process
+def test_grpo_under_ddp_with_the_global_token_loss(tmp_path: Path) -> None:
+    """trainer=ddp on CPU (gloo): each rank samples its own prompts' groups, dapo counts every rank's tokens (an
+    all-reduce inside the step), rollouts are reused; too small a validation set for 2 ranks is refused clearly."""
+    cmd = [sys.executable, "-m", "quantum_ft.train", *GRPO_TINY, "cluster.devices=2", "trainer=ddp"]
+    cmd += ["stage.loss_type=dapo", "stage.num_iterations=2"]
+    refused = subprocess.run([*cmd, f"hydra.run.dir={tmp_path / 'refused'}"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "fewer than the 2 processes" in refused.stderr
+    done = subprocess.run([*cmd, "data.val_size=2", f"hydra.run.dir={tmp_path}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 and metrics["train/reward"] > 0
+
+
 @pytest.mark.integration  # several end-to-end runs compared with each other
-@pytest.mark.parametrize("crash_step", [3, 5])
-def test_interrupted_grpo_run_resumes_to_the_same_rollouts(tmp_path: Path, crash_step: int) -> None:
+@pytest.mark.parametrize(
+    ("crash_step", "reuse"), [(3, []), (5, []), (3, ["stage.num_iterations=2", "stage.steps_per_generation=2"])]
+)
+def test_interrupted_grpo_run_resumes_to_the_same_rollouts(tmp_path: Path, crash_step: int, reuse: list) -> None:
     """Crash after step 3 or 5 (checkpoints every 2 steps, 4 prompts an epoch), resume from step 2 or 4 (the end of
     epoch 0): the sampled groups (each step seeded by run seed, rank and step) and so the per-step rewards and
-    losses equal an uninterrupted run's."""
+    losses equal an uninterrupted run's. With rollout reuse (a generation batch of 2 prompts for 4 steps) the
+    checkpoint at step 2 falls mid-cycle: the resumed run trains on the saved rollouts."""
     common = [
         *GRPO_TINY,
+        *reuse,
         "trainer.max_steps=7",
         "trainer.val_check_interval=3",
         "callbacks.model_checkpoint.every_n_train_steps=2",

@@ -59,12 +59,12 @@ def _loop_loss(logp, old, adv, mask, ref, beta, eps, eps_high, loss_type, max_le
         tokens += seq_tokens
     if loss_type == "grpo":
         return sum(per_seq) / n
-    if loss_type == "bnpo":
+    if loss_type in ("bnpo", "dapo"):  # dapo on one process: over the batch's tokens
         return total / tokens
     return total / (n * max_len)
 
 
-@pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dr_grpo"])
+@pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dr_grpo", "dapo"])
 @pytest.mark.parametrize("beta", [0.0, 0.04])
 def test_grpo_loss_matches_scalar_loop(loss_type: str, beta: float) -> None:
     g = torch.Generator().manual_seed(1)
@@ -93,6 +93,41 @@ def test_grpo_loss_matches_scalar_loop(loss_type: str, beta: float) -> None:
     )
     assert out.loss.item() == pytest.approx(expected, rel=1e-10)
     assert 0 < out.clip_fraction.item() < 1  # the test exercises both sides of the clip
+
+
+def test_dapo_normalises_over_the_global_batch_of_two_ranks() -> None:
+    """Two ranks with different token counts: each rank's loss (its token sum x world size / all tokens), averaged
+    as DDP averages gradients, equals the scalar loop's sum over every token of both ranks over their count; bnpo
+    per rank would weigh the short rank's tokens more."""
+    g = torch.Generator().manual_seed(3)
+    n, t = 4, 6
+    logp = -torch.rand(n, t, generator=g, dtype=torch.float64) * 2
+    old = logp + torch.randn(n, t, generator=g, dtype=torch.float64) * 0.3
+    ref = logp + torch.randn(n, t, generator=g, dtype=torch.float64) * 0.2
+    adv = torch.tensor([1.0, -0.5, 0.8, -1.2], dtype=torch.float64)
+    mask = torch.ones(n, t)
+    mask[2:, 2:] = 0  # rank 1's completions are short: 4 tokens against rank 0's 12
+    args = {"beta": 0.04, "epsilon": 0.2, "epsilon_high": 0.28}
+    ranks = [slice(0, 2), slice(2, 4)]
+    tokens = float(mask.sum())
+    per_rank = [
+        grpo_loss(
+            logp[r], old[r], adv[r], mask[r], ref[r], loss_type="dapo", global_tokens=tokens, world_size=2, **args
+        )
+        for r in ranks
+    ]
+    averaged = sum(p.loss for p in per_rank) / 2
+    expected = _loop_loss(
+        logp.tolist(), old.tolist(), adv.tolist(), mask.tolist(), ref.tolist(), 0.04, 0.2, 0.28, "bnpo", t
+    )
+    assert averaged.item() == pytest.approx(expected, rel=1e-10)
+    bnpo = sum(grpo_loss(logp[r], old[r], adv[r], mask[r], ref[r], loss_type="bnpo", **args).loss for r in ranks) / 2
+    assert bnpo.item() != pytest.approx(expected, rel=1e-3)
+
+
+def test_unknown_loss_type_is_refused() -> None:
+    with pytest.raises(ValueError, match="dapo"):
+        grpo_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1), torch.ones(1, 2), loss_type="ppo")
 
 
 def test_grpo_gradient_on_first_iteration_is_the_policy_gradient() -> None:

@@ -9,6 +9,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from quantum_ft.data.sampler import ResumableBatchSampler
+from quantum_ft.utils.config import ConfigError
 
 
 class Stats(Protocol):
@@ -39,6 +40,13 @@ class DataModule(L.LightningDataModule):
         return self._loader(self.train_set, self.train_sampler(len(self.train_set), self.batch_size, self.drop_last))
 
     def val_dataloader(self) -> DataLoader:
+        rank, world = self._ranks()
+        if len(self.val_set) < world:
+            raise ConfigError(
+                f"The validation set has {len(self.val_set)} samples, fewer than the {world} processes that share "
+                "it (each validates its own shard): give it more (data.val_size, data.val_datasets) or use fewer "
+                "devices."
+            )
         return self._loader(self.val_set, self.eval_sampler(len(self.val_set), self.eval_batch_size))
 
     def _loader(self, data: Any, sampler: ResumableBatchSampler) -> DataLoader:
@@ -53,10 +61,19 @@ class DataModule(L.LightningDataModule):
     def _ranks(self) -> tuple[int, int]:
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
 
-    def train_sampler(self, num_samples: int, batch_size: int, drop_last: bool = False) -> ResumableBatchSampler:
+    def train_sampler(
+        self, num_samples: int, batch_size: int, drop_last: bool = False, repeats: int = 1
+    ) -> ResumableBatchSampler:
         rank, world = self._ranks()
         sampler = ResumableBatchSampler(
-            num_samples, batch_size, shuffle=True, seed=self.seed, rank=rank, world_size=world, drop_last=drop_last
+            num_samples,
+            batch_size,
+            shuffle=True,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            drop_last=drop_last,
+            repeats=repeats,
         )
         if self._resume_at is not None:
             sampler.skip_once(*self._resume_at)

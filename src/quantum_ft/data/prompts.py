@@ -8,10 +8,12 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from quantum_ft.data.formats import DataFormatError, to_messages
 from quantum_ft.data.records import DatasetSpec, RecordsDataModule, weighted
+from quantum_ft.utils.config import ConfigError
 from quantum_ft.utils.text import pad_with_mask, render_prompt
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,12 @@ def prompt_messages(record: dict[str, Any], fmt: str = "auto") -> tuple[list[dic
 
 
 class PromptDataModule(RecordsDataModule):
-    """Batches of `batch_size` prompts; the stage samples `group_size` completions of each."""
+    """Batches of `batch_size` prompts; the stage samples `group_size` completions of each. A GRPO stage that
+    reuses rollouts (reuse_batches) gets generation batches of `batch_size * steps_per_generation` prompts, each
+    handed out once per optimiser step it feeds."""
+
+    steps_per_generation: int = 1
+    num_iterations: int = 1
 
     def __init__(
         self,
@@ -79,6 +86,24 @@ class PromptDataModule(RecordsDataModule):
         rng.shuffle(prompts)
         self.train_set, self.val_set = self.split(prompts, held_out)
         self.stats.train_prompts, self.stats.val_prompts = len(self.train_set), len(self.val_set)
+
+    def reuse_batches(self, steps_per_generation: int, num_iterations: int) -> None:
+        """Generation batches for `steps_per_generation` optimiser steps, each gone over `num_iterations`
+        times; the last, smaller generation batch of an epoch is dropped when it would split unevenly."""
+        self.steps_per_generation, self.num_iterations = steps_per_generation, num_iterations
+        needed = self.batch_size * steps_per_generation
+        if self.train_set and len(self.train_set) < needed:
+            raise ConfigError(
+                f"a generation batch is data.batch_size * stage.steps_per_generation = {needed} prompts, but the "
+                f"training set has {len(self.train_set)}: lower one of them or add prompts."
+            )
+
+    def train_dataloader(self) -> DataLoader:
+        size, steps = self.batch_size * self.steps_per_generation, self.steps_per_generation
+        sampler = self.train_sampler(
+            len(self.train_set), size, drop_last=self.drop_last or steps > 1, repeats=steps * self.num_iterations
+        )
+        return self._loader(self.train_set, sampler)
 
     def _prompts(self, spec: DatasetSpec) -> list[Prompt]:
         raw = self.records(spec)

@@ -1,6 +1,7 @@
 """A batch sampler that shuffles per epoch from a seed, shards across ranks, and can skip the batches a
 resumed run already trained on, so an interrupted and resumed run sees exactly the batches an uninterrupted
-one would."""
+one would. `repeats` hands out each batch that many times in a row (GRPO's generation batches, reused over several
+optimiser steps); skipping counts the repeats."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
+        repeats: int = 1,
     ) -> None:
         self.num_samples = num_samples
         self.batch_size = batch_size
@@ -28,6 +30,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.world_size = world_size
         self.drop_last = drop_last
+        self.repeats = repeats
         self.epoch = 0
         self._skip: tuple[int, int] | None = None  # (epoch, batches to skip)
 
@@ -60,7 +63,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
         batches = [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
-        return batches
+        return [b for b in batches for _ in range(self.repeats)]
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._batches()

@@ -300,7 +300,7 @@ class CircuitScorer:
 
     def _remember(self, key: str, value: Future | list[CircuitScore]) -> None:
         self._recent[key] = value
-        while len(self._recent) > 8:
+        while len(self._recent) > 64:  # a generation batch of up to 64 chunks scored ahead
             self._recent.pop(next(iter(self._recent)))
 
 

@@ -17,7 +17,8 @@ from typing import Literal
 import torch
 
 AdvantageScale = Literal["group", "batch", "none"]
-LossType = Literal["grpo", "bnpo", "dr_grpo"]
+LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo"]
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 
 
 def group_advantages(
@@ -71,6 +72,8 @@ def grpo_loss(
     epsilon_high: float | None = None,
     loss_type: LossType = "grpo",
     max_completion_length: int | None = None,
+    global_tokens: float | None = None,
+    world_size: int = 1,
 ) -> GRPOLoss:
     """Clipped-surrogate GRPO loss over completion tokens.
 
@@ -80,8 +83,13 @@ def grpo_loss(
 
     loss_type says how token terms are averaged: "grpo" as in the paper (per sequence, then over sequences, which
     favours short wrong answers over long ones), "bnpo" over all completion tokens of the batch, "dr_grpo" over
-    N * max_completion_length (Dr. GRPO: no length bias).
+    N * max_completion_length (Dr. GRPO: no length bias), "dapo" over the completion tokens of the global batch
+    (DAPO, arXiv 2503.14476; TRL's default): `global_tokens` counted over every rank, and the rank's sum scaled by
+    `world_size` because DDP averages the ranks' gradients, so that the update is the sum over all ranks' tokens
+    divided by their count. On one process dapo equals bnpo.
     """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"Unknown loss_type {loss_type!r}: use one of {', '.join(LOSS_TYPES)}.")
     if beta and ref_logp is None:
         raise ValueError("beta > 0 needs the reference policy's log-probabilities (ref_logp).")
     mask = mask.to(logp.dtype)
@@ -100,8 +108,9 @@ def grpo_loss(
     elif loss_type == "dr_grpo":
         length = max_completion_length or logp.shape[1]
         loss = (per_token * mask).sum() / (logp.shape[0] * length)
-    else:
-        raise ValueError(f"Unknown loss_type {loss_type!r}: use 'grpo', 'bnpo' or 'dr_grpo'.")
+    else:  # dapo
+        total = tokens if global_tokens is None else max(float(global_tokens), 1.0)
+        loss = (per_token * mask).sum() * world_size / total
 
     with torch.no_grad():
         clipped = ((ratio < 1 - epsilon) & (a < 0)) | ((ratio > 1 + high) & (a > 0))

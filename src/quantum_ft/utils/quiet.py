@@ -18,17 +18,34 @@ KNOWN_WARNINGS = (
 )
 
 
-class _DropAdvert(logging.Filter):
-    """Lightning 2.6 advertises its cloud logger (litlogger) at every Trainer start."""
+class _DropText(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "try installing [litlogger]" not in record.getMessage()
+        return self.text not in record.getMessage()
+
+
+KNOWN_LOG_LINES = {
+    # Lightning 2.6 advertises its cloud logger (litlogger) at every Trainer start.
+    "lightning.pytorch.utilities.rank_zero": "try installing [litlogger]",
+    "lightning.pytorch": "try installing [litlogger]",
+    # bitsandbytes 0.49 (the qlora extra), imported through peft, offers an optional CPU kernel package on every
+    # import; QLoRA runs on CUDA, where it is not used.
+    "bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward from kernels-community",
+}
 
 
 def quiet_known_noise() -> None:
     for message in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch"):
+    quiet_log_lines()
+
+
+def quiet_log_lines() -> None:
+    """Installed when quantum_ft is imported: bitsandbytes logs at its own import, before train() starts."""
+    for name, text in KNOWN_LOG_LINES.items():
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropAdvert) for f in logger.filters):
-            logger.addFilter(_DropAdvert())
+        if not any(isinstance(f, _DropText) and f.text == text for f in logger.filters):
+            logger.addFilter(_DropText(text))
