@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from quantum_ft.data.encode import IGNORE_INDEX
 from quantum_ft.evaluation.qasm_task import evaluate_qasm, figures, reparameterised, summarize
@@ -136,7 +137,7 @@ def test_grpo_with_the_circuit_rewards_runs_on_one_pool_then_chains_from_its_ada
     pools = WorkerPool.pools_started
     settings = ScorerSettings()
     CircuitScorer._shared.pop(settings, None)  # a fresh run in this process: its own pool
-    metrics = train(compose_train(GRPO_QASM, tmp_path / "first"))
+    metrics = train(compose_train([*GRPO_QASM, "adapter.r=4"], tmp_path / "first"))
     assert WorkerPool.pools_started == pools + 1  # created once for the run, not per step or per reward
     for name in ("compile", "energy", "distribution", "correct", "format", "ground_mass", "circuit_length"):
         value = metrics[f"train/rewards/{name}"]
@@ -156,6 +157,8 @@ def test_grpo_with_the_circuit_rewards_runs_on_one_pool_then_chains_from_its_ada
     match = next(k for k in state if k.replace(".default", "").endswith(name.split("base_model.", 1)[-1]))
     assert torch.equal(state[match], saved[name]) and saved[name].abs().sum() > 0
     assert any(p.requires_grad for p in built.model.parameters())
+    train(compose_train([*GRPO_QASM, "trainer.max_steps=1", f"init_from={tmp_path / 'first'}"], tmp_path / "chained"))
+    assert OmegaConf.load(tmp_path / "chained" / "config.yaml").adapter.r == 4  # what it trained, not the default 8
     with pytest.raises(ConfigError, match="adapter"):
         build_model(compose_train([*GRPO_QASM, "adapter=vqc", f"init_from={tmp_path / 'first'}"], tmp_path / "x"))
     with pytest.raises(ConfigError, match="not a finished training run"):

@@ -69,10 +69,10 @@ def build(cfg: DictConfig) -> Run:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out)
     L.seed_everything(cfg.seed, workers=True)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     started = time.perf_counter()
 
     built = build_model(cfg)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)  # after init_from took the artifact's adapter settings
     datamodule: DataModule = instantiate(cfg.data, tokenizer=built.tokenizer)
     datamodule.setup("fit")
     built.tokenizer = datamodule.tokenizer  # text data brings its own (char / byte level)
