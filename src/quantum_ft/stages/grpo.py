@@ -10,8 +10,9 @@ policy that sampled and the clip does its job. The buffer travels in checkpoints
 resumes exactly.
 
 Generation runs slice by slice, and each slice's rewards start scoring in the background (rewards with
-`prefetch`, such as the circuit rewards' worker pool) while the next slice is generated and the reference and old
-log-probs are computed; the step time is logged split into generate / reward wait / update.
+`prefetch`, such as the circuit rewards' worker pool) while the next slice is generated, the reference and old
+log-probs are computed and the step's own policy forward runs; only then does the step wait for them. The step
+time is logged split into generate / reward wait / update.
 
 The reference policy of the KL term is the base model with the adapter switched off (no second copy of the
 weights), or a frozen copy when every weight is trained; beta = 0 skips it. Left out: rollouts on separate workers
@@ -110,6 +111,7 @@ class GRPOModule(StageModule):
         self.keeps_logits = _accepts_logits_to_keep(model)
         self.buffer: list[dict[str, Any]] = []  # one entry per slice of the current generation batch
         self.batches_seen = 0  # training batches so far: the position in the generation cycle
+        self._unscored: list[Rollout] = []  # the generation batch's rollouts until their rewards are collected
         self.last_rollouts: list[dict[str, Any]] = []  # rows of the latest generation batch (CompletionsTable)
         self.timings = {"generate_s": 0.0, "reward_wait_s": 0.0}
         self._step_started = 0.0
@@ -195,9 +197,9 @@ class GRPOModule(StageModule):
         return completion_logprobs(logits.float() / self.temperature, completion)
 
     def generate_batch(self, batch: dict[str, Any]) -> None:
-        """Sample, score and keep a whole generation batch: one slice per optimiser step, each slice's rewards
-        scoring in the background while the next is generated; then the sampling policy's and the reference's
-        log-probs (what the clip and the KL need), and the advantages over every group at once."""
+        """Sample and keep a whole generation batch, one slice per optimiser step, each slice's rewards scoring in
+        the background while the next is generated; then the sampling policy's and the reference's log-probs (what
+        the clip and the KL need). Rewards are collected later (collect_rewards), after the step's own forward."""
         slices = _prompt_slices(len(batch["prompts"]), self.steps_per_generation)
         rollouts: list[Rollout] = []
         started = time.perf_counter()
@@ -206,7 +208,7 @@ class GRPOModule(StageModule):
             out["rows"] = rows
             rollouts.append(out)
         self.timings["generate_s"] = time.perf_counter() - started
-        for out in rollouts:  # forward passes, while the last slice is scored
+        for out in rollouts:
             prompts = _take(batch, out["rows"])
             out["old_logp"] = None
             if self.cycle > 1:  # the policy moves before these tokens are trained on: keep the sampler's log-probs
@@ -216,12 +218,20 @@ class GRPOModule(StageModule):
             if self.beta:
                 with torch.no_grad(), self._reference() as reference:
                     out["ref_logp"] = self.token_logprobs(reference, prompts, out["completion"], out["mask"])
+        self.buffer = [_kept(out, self.mask_truncated_completions) for out in rollouts]
+        self._unscored = rollouts
+
+    def collect_rewards(self) -> None:
+        """Wait for the generation batch's rewards (the time is what background scoring did not hide), then its
+        advantages, over every group at once."""
+        rollouts, self._unscored = self._unscored, []
         self.timings["reward_wait_s"] = sum(self.score(out) for out in rollouts)
         rewards = torch.cat([out["reward"] for out in rollouts])
         advantages = group_advantages(rewards, self.group_size, self.scale_rewards).split(
             [len(out["reward"]) for out in rollouts]
         )
-        self.buffer = [_kept(out, a, self.mask_truncated_completions) for out, a in zip(rollouts, advantages)]
+        for part, out, a in zip(self.buffer, rollouts, advantages):
+            part.update(reward=out["reward"], scores=out["scores"], advantages=a)
         self.last_rollouts = [
             {"prompt": p, "completion": t, "reward": float(r), **{n: float(s[i]) for n, s in out["scores"].items()}}
             for out in rollouts
@@ -242,6 +252,8 @@ class GRPOModule(StageModule):
         part = self.buffer[position % self.steps_per_generation]
         prompts = _take(batch, part["rows"])
         logp = self.token_logprobs(self.model, prompts, part["completion"], part["mask"])
+        if self._unscored:  # the policy's forward ran while the last slice was being scored
+            self.collect_rewards()
         old_logp = part["old_logp"] if part["old_logp"] is not None else logp.detach()
         result = grpo_loss(
             logp,
@@ -347,8 +359,9 @@ def _take(batch: dict[str, Any], rows: list[int]) -> dict[str, Any]:
     }
 
 
-def _kept(out: Rollout, advantages: torch.Tensor, mask_truncated: bool) -> dict[str, Any]:
-    """What the optimiser steps need of a slice: tensors and row bounds only (it is saved in checkpoints)."""
+def _kept(out: Rollout, mask_truncated: bool) -> dict[str, Any]:
+    """What the optimiser steps need of a slice: tensors and row bounds only (it is saved in checkpoints); its
+    rewards and advantages join once collected."""
     finished = torch.tensor(out["finished"], dtype=torch.bool)
     loss_mask = out["mask"] * finished.unsqueeze(1) if mask_truncated else out["mask"]
     return {
@@ -357,11 +370,8 @@ def _kept(out: Rollout, advantages: torch.Tensor, mask_truncated: bool) -> dict[
         "mask": out["mask"],
         "loss_mask": loss_mask,  # mask_truncated_completions: a completion cut at max_new_tokens teaches nothing
         "finished": finished,
-        "advantages": advantages,
         "old_logp": out["old_logp"],
         "ref_logp": out["ref_logp"],
-        "reward": out["reward"],
-        "scores": out["scores"],
     }
 
 
