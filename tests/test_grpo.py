@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -329,9 +330,17 @@ def test_grpo_under_ddp_with_the_global_token_loss(tmp_path: Path) -> None:
 
 @pytest.mark.integration  # several end-to-end runs compared with each other
 @pytest.mark.parametrize(
-    ("crash_step", "reuse"), [(3, []), (5, []), (3, ["stage.num_iterations=2", "stage.steps_per_generation=2"])]
+    ("crash_step", "reuse"),
+    [
+        (3, []),
+        (5, []),
+        (3, ["stage.num_iterations=2", "stage.steps_per_generation=2"]),
+        (3, ["stage.num_iterations=2", "stage.steps_per_generation=2", "rollout=ray", "stage.rollout.cpus=2"]),
+    ],
 )
-def test_interrupted_grpo_run_resumes_to_the_same_rollouts(tmp_path: Path, crash_step: int, reuse: list) -> None:
+def test_interrupted_grpo_run_resumes_to_the_same_rollouts(
+    tmp_path: Path, crash_step: int, reuse: list, no_ray_left: None
+) -> None:
     """Crash after step 3 or 5 (checkpoints every 2 steps, 4 prompts an epoch), resume from step 2 or 4 (the end of
     epoch 0): the sampled groups (each step seeded by run seed, rank and step) and so the per-step rewards and
     losses equal an uninterrupted run's. With rollout reuse (a generation batch of 2 prompts for 4 steps) the
@@ -349,3 +358,51 @@ def test_interrupted_grpo_run_resumes_to_the_same_rollouts(tmp_path: Path, crash
     run = until_crash(lambda out, extra: train(compose_train([*common, *extra], out)))
     metrics = ("train/reward", "train/loss", "train/completion_tokens")
     assert_resume_matches(run, tmp_path, crash_step, steps=7, metrics=metrics)
+
+
+# ---------------------------------------------------------------- rollouts on Ray actors
+@pytest.mark.integration  # a local Ray: its processes and two actors
+def test_ray_actors_sample_the_in_process_rollouts_and_survive_a_dead_actor(no_ray_left: None) -> None:
+    """rollout=ray with 2 local actors: the same completions as sampling in the trainer's process for the same
+    seeds, the trained tensors sent to both (their bytes counted), and a killed actor restarted with its slice
+    re-run, giving the same completions again."""
+    ray = pytest.importorskip("ray")
+    from quantum_ft.rollout.ray_actors import RayRollouts
+
+    torch.manual_seed(0)
+    module, batch = _module("stage.steps_per_generation=2", "stage.group_size=3", "stage.temperature=1.0")
+    with torch.no_grad():  # trained tensors that differ from the ones the actors start with
+        for p in module.model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.3)
+
+    def completions() -> list[torch.Tensor]:
+        torch.manual_seed(1)  # the step's stream, from which the slices' seeds are drawn
+        module.generate_batch(batch)
+        return [part["completion"] for part in module.buffer]
+
+    local = completions()
+    engine = RayRollouts(actors=2, cpus=2)
+    module.rollout_engine = engine
+    try:
+        remote = completions()
+        assert len(remote) == 2 and all(torch.equal(a, b) for a, b in zip(local, remote))
+        trained = sum(p.numel() * p.element_size() for p in module.model.parameters() if p.requires_grad)
+        assert engine.weight_bytes == 2 * trained
+        first = ray.get(engine.actors[0].pid.remote())
+        ray.kill(engine.actors[0], no_restart=False)  # Ray restarts it (max_restarts)
+        again = completions()
+        assert all(torch.equal(a, b) for a, b in zip(local, again))
+        assert ray.get(engine.actors[0].pid.remote()) != first  # a new process did the work
+    finally:
+        engine.close()
+    assert not ray.is_initialized()  # the Ray it started is gone with it
+
+
+@pytest.fixture
+def no_ray_left() -> Iterator[None]:
+    """A run interrupted on purpose ends without its teardown: the local Ray it started must not outlive the test
+    (the CLI's process exit ends it)."""
+    yield
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()

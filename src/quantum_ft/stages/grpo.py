@@ -15,8 +15,9 @@ log-probs are computed and the step's own policy forward runs; only then does th
 time is logged split into generate / reward wait / update.
 
 The reference policy of the KL term is the base model with the adapter switched off (no second copy of the
-weights), or a frozen copy when every weight is trained; beta = 0 skips it. Left out: rollouts on separate workers
-(Ray) and a vLLM engine; generation is the policy's own `generate` with its KV cache.
+weights), or a frozen copy when every weight is trained; beta = 0 skips it. Rollouts are sampled here, or on Ray
+actors (`rollout=ray`, quantum_ft.rollout.ray_actors) from the same per-slice seeds. Left out: a vLLM engine;
+generation is the policy's own `generate` with its KV cache.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, ClassVar
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from quantum_ft.rollout import sample_completions
 from quantum_ft.stages.base import StageModule
 from quantum_ft.stages.grpo_objective import (
     LOSS_TYPES,
@@ -73,6 +75,7 @@ class GRPOModule(StageModule):
         num_iterations: int = 1,
         steps_per_generation: int = 1,
         mask_truncated_completions: bool = False,
+        rollout: Any | None = None,
         **stage_settings: Any,
     ) -> None:
         super().__init__(model, tokenizer, optimizer, **stage_settings)
@@ -107,6 +110,7 @@ class GRPOModule(StageModule):
         self.num_iterations, self.steps_per_generation = num_iterations, steps_per_generation
         self.cycle = num_iterations * steps_per_generation  # optimiser steps per generation batch
         self.mask_truncated_completions = mask_truncated_completions
+        self.rollout_engine = rollout  # None: sample in this process; RayRollouts (rollout=ray): on Ray actors
         self.pad_token_id = tokenizer.pad_token_id  # model loading gives every tokenizer a pad token
         self.keeps_logits = _accepts_logits_to_keep(model)
         self.buffer: list[dict[str, Any]] = []  # one entry per slice of the current generation batch
@@ -139,22 +143,23 @@ class GRPOModule(StageModule):
             )
 
     # ---------------------------------------------------------------- rollouts
-    @torch.no_grad()
-    def rollout(self, batch: dict[str, Any], samples: int, sample: bool = True) -> Rollout:
-        """`samples` completions of every prompt (prompt-major) and their token mask; rewards that can
-        (`prefetch`) start scoring them in the background at once (see score())."""
-        with evaluating(self.model):
-            sequences = self.model.generate(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                max_new_tokens=self.max_new_tokens,
-                num_return_sequences=samples,
-                pad_token_id=self.pad_token_id,
-                use_cache=True,  # gradient checkpointing turns the config's cache off; generation wants it
-                **(self.sampling if sample else {"do_sample": False}),
-            )
-        width = batch["input_ids"].shape[1]
-        completion = sequences[:, width:]
+    def rollout(self, batch: dict[str, Any], samples: int, sample: bool = True, seed: int | None = None) -> Rollout:
+        """`samples` completions of every prompt (prompt-major), sampled here (from `seed`'s own stream if given,
+        greedy when not `sample`)."""
+        settings = self.generation_settings(samples) | ({} if sample else {"sampling": {"do_sample": False}})
+        return self.rollout_from(batch, sample_completions(self.model, batch, seed=seed, **settings), samples)
+
+    def generation_settings(self, samples: int) -> dict[str, Any]:
+        return {
+            "samples": samples,
+            "max_new_tokens": self.max_new_tokens,
+            "pad_token_id": self.pad_token_id,
+            "sampling": self.sampling,
+        }
+
+    def rollout_from(self, batch: dict[str, Any], completion: torch.Tensor, samples: int) -> Rollout:
+        """A rollout from sampled completion ids: their token mask and texts; rewards that can (`prefetch`)
+        start scoring them in the background at once (see score())."""
         mask, finished = completion_mask(completion, self.tokenizer.eos_token_id)
         texts = self.tokenizer.batch_decode(
             completion * mask + self.pad_token_id * (1 - mask), skip_special_tokens=True
@@ -201,12 +206,19 @@ class GRPOModule(StageModule):
         the background while the next is generated; then the sampling policy's and the reference's log-probs (what
         the clip and the KL need). Rewards are collected later (collect_rewards), after the step's own forward."""
         slices = _prompt_slices(len(batch["prompts"]), self.steps_per_generation)
-        rollouts: list[Rollout] = []
+        parts = [_take(batch, rows) for rows in slices]
+        seeds = torch.randint(0, 2**62, (len(parts),)).tolist()  # from the step's stream: one per slice
+        rollouts: list[Rollout] = [{} for _ in parts]
         started = time.perf_counter()
-        for rows in slices:
-            out = self.rollout(_take(batch, rows), self.group_size)
+        if self.rollout_engine is None:
+            for j, prompts in enumerate(parts):
+                rollouts[j] = self.rollout(prompts, self.group_size, seed=seeds[j])
+        else:
+            settings = self.generation_settings(self.group_size)
+            for j, completion in self.rollout_engine.generate(self.model, parts, seeds, settings):
+                rollouts[j] = self.rollout_from(parts[j], completion.to(self.device), self.group_size)
+        for out, rows in zip(rollouts, slices):
             out["rows"] = rows
-            rollouts.append(out)
         self.timings["generate_s"] = time.perf_counter() - started
         for out in rollouts:
             prompts = _take(batch, out["rows"])
@@ -280,6 +292,8 @@ class GRPOModule(StageModule):
         self.log("train/clip_fraction", result.clip_fraction, on_step=True, batch_size=n)
         self.log("train/completion_tokens", part["mask"].sum(1).float().mean(), on_step=True, batch_size=n)
         self.log("train/truncated_share", 1 - part["finished"].float().mean(), on_step=True, batch_size=n)
+        if self.rollout_engine is not None and position == 0:
+            self.log("train/rollout/weight_bytes", float(self.rollout_engine.weight_bytes), on_step=True, batch_size=1)
         self.step_tokens = int(part["mask"].sum())  # what this step trained on
         return result.loss
 
@@ -307,6 +321,10 @@ class GRPOModule(StageModule):
         reward = out["reward"].mean()
         self.log("val/reward", reward, on_epoch=True, prog_bar=True, batch_size=len(batch["prompts"]), sync_dist=True)
         return reward
+
+    def teardown(self, stage: str) -> None:
+        if self.rollout_engine is not None:
+            self.rollout_engine.close()
 
     # ---------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
