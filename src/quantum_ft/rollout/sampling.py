@@ -3,6 +3,7 @@ process and a rollout actor holding the same weights draw the same tokens."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -22,23 +23,15 @@ def sample_completions(
 ) -> torch.Tensor:
     """(prompts x samples, new tokens) completion ids, prompt-major, left-padded prompts cut off. `seed` gives the
     sampling a stream of its own and leaves the caller's untouched (None: draw from the caller's stream)."""
-    if seed is None:
-        return _generate(model, prompts, samples, max_new_tokens, pad_token_id, sampling)
     device = prompts["input_ids"].device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        return _generate(model, prompts, samples, max_new_tokens, pad_token_id, sampling)
-
-
-def _generate(
-    model: torch.nn.Module,
-    prompts: dict[str, torch.Tensor],
-    samples: int,
-    max_new_tokens: int,
-    pad_token_id: int,
-    sampling: dict[str, Any],
-) -> torch.Tensor:
-    with evaluating(model):
+    own_stream = (
+        torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+        if seed is not None
+        else contextlib.nullcontext()
+    )
+    with own_stream, evaluating(model):
+        if seed is not None:
+            torch.manual_seed(seed)
         sequences = model.generate(
             input_ids=prompts["input_ids"],
             attention_mask=prompts["attention_mask"],
