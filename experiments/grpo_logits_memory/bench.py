@@ -1,5 +1,5 @@
 """Peak memory of GRPO's policy forward + backward with the LM head on completion positions only (TRL's
-logits_to_keep) vs on every position, on the embedded SmolLM2-135M with LoRA r 16.
+logits_to_keep) vs on every position, on the embedded SmolLM2-135M with LoRA r 8 (+experiment=smollm2_grpo).
 
 Each measurement runs in a fresh subprocess (peak resident memory cannot be reset within one), the two variants
 interleaved over rounds; the figure is the step's peak RSS above the peak after loading the model and the batch.

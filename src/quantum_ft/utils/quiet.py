@@ -40,11 +40,11 @@ KNOWN_LOG_LINES = {
 def quiet_known_noise() -> None:
     for message in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
-    quiet_log_lines()
 
 
 def quiet_log_lines() -> None:
-    """Installed when quantum_ft is imported: bitsandbytes logs at its own import, before train() starts."""
+    """Installed once, when quantum_ft is imported (quantum_ft/__init__.py): bitsandbytes logs at its own import,
+    before train() starts."""
     for name, text in KNOWN_LOG_LINES.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropText) and f.text == text for f in logger.filters):
