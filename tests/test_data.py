@@ -204,6 +204,16 @@ def test_sampler_shuffles_per_epoch_shards_and_skips() -> None:
     assert all(len(r) == 6 for r in ranks) and len(set(sum(ranks, []))) == 18
 
 
+def test_ranks_batches_together_are_one_process_global_batch() -> None:
+    """W ranks with batches of b take, step by step, the same samples as one process with batches of W x b:
+    what makes a data-parallel step the same update as a single process's (test_grpo's DDP equivalence)."""
+    single = list(ResumableBatchSampler(21, 4, True, 3, drop_last=True))
+    ranks = [list(ResumableBatchSampler(21, 2, True, 3, rank=r, world_size=2, drop_last=True)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == len(single) == 5
+    for k, batch in enumerate(single):
+        assert sorted(ranks[0][k] + ranks[1][k]) == sorted(batch)
+
+
 def test_sampler_repeats_each_batch_and_skips_counting_repeats() -> None:
     """GRPO's generation batches: each handed out `repeats` times in a row; a resume skips repeated batches."""
     plain = list(ResumableBatchSampler(10, 4, shuffle=True, seed=2, drop_last=True))

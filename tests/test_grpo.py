@@ -200,6 +200,27 @@ def test_num_iterations_reuses_rollouts_and_the_clip_acts() -> None:
     assert [s["generations"] for s in steps] == [1, 2] and all(s["train/clip_fraction"] == 0.0 for s in steps)
 
 
+@pytest.mark.parametrize("adapter", ["lora", "vqc", "tq", "none"])  # quanta: its clip stays 0 here (open)
+def test_every_adapter_trains_under_rollout_reuse_with_kl(adapter: str) -> None:
+    """The at-scale paths (a generation batch reused for 2 updates, old log-probs, the KL reference, dapo, the LM
+    head on completion positions) with each adapter: finite losses, the reference is what the adapter offers
+    (adapter off, or a frozen copy for full fine-tuning), the trained tensors move and on the reused rollouts the
+    clip acts."""
+    torch.manual_seed(0)
+    options = ["stage.beta=0.04", "stage.num_iterations=2", "stage.epsilon=0.01"]
+    module, batch = _module(f"adapter={adapter}", *options, "stage.temperature=1.0")
+    _no_dropout(module)
+    assert module.keeps_logits
+    assert (module.reference_model is None) == (adapter != "none")
+    before = {n: p.detach().clone() for n, p in module.model.named_parameters() if p.requires_grad}
+    steps = _steps(module, batch, 2, lr=2.0 if adapter != "none" else 0.05)
+    assert [s["generations"] for s in steps] == [1, 1]
+    assert all(torch.isfinite(torch.tensor([s["train/loss"], s["train/kl"]])).all() for s in steps)
+    moved = [n for n, p in module.model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    assert moved, f"{adapter}: no trained tensor moved"
+    assert steps[1]["train/clip_fraction"] > 0.0, f"{adapter}: the policy did not move off the sampling one"
+
+
 def test_steps_per_generation_splits_one_generation_batch_over_steps() -> None:
     torch.manual_seed(0)
     module, batch = _module("stage.steps_per_generation=2", "stage.group_size=2")
@@ -207,6 +228,29 @@ def test_steps_per_generation_splits_one_generation_batch_over_steps() -> None:
     assert [s["generations"] for s in steps] == [1, 1]
     assert [part["rows"] for part in module.buffer] == [[0, 1], [1, 2]]  # a prompt each, two groups of 2
     assert all(len(part["reward"]) == 2 for part in module.buffer)
+
+
+@pytest.mark.parametrize("top_k", [None, 5])
+def test_top_k_null_samples_the_whole_vocabulary_and_a_value_cuts_it(top_k: int | None) -> None:
+    """transformers fills an unset top_k with 50: null must still mean no cut. 256 first tokens at temperature 5
+    from the tiny model's near-flat distribution, ranked by its logits."""
+    from quantum_ft.rollout import sample_completions
+
+    torch.manual_seed(0)
+    value = "null" if top_k is None else top_k
+    module, batch = _module(
+        f"stage.top_k={value}", "stage.temperature=5.0", "stage.top_p=1.0", "stage.max_new_tokens=1"
+    )
+    keep = batch["attention_mask"][0].bool()
+    prompt = {"input_ids": batch["input_ids"][0][keep][None], "attention_mask": batch["attention_mask"][0][keep][None]}
+    tokens = sample_completions(module.model, prompt, seed=0, **module.generation_settings(256))[:, 0]
+    with torch.no_grad():
+        logits = module.model(**prompt).logits[0, -1]
+    ranks = (logits[None, :] > logits[tokens][:, None]).sum(1)
+    if top_k is None:
+        assert ranks.max() >= 50
+    else:
+        assert ranks.max() < top_k
 
 
 def test_truncated_completions_can_be_left_out_of_the_loss() -> None:
@@ -326,6 +370,45 @@ def test_grpo_under_ddp_with_the_global_token_loss(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["global_step"] == 2 and metrics["train/reward"] > 0
+
+
+@pytest.mark.integration  # Lightning starts a second process
+def test_ddp_update_equals_one_process_with_the_global_batch(tmp_path: Path) -> None:
+    """2 ranks of 1 prompt each against 1 process of 2 prompts: the same prompts a step (the sampler's interleaved
+    shards), the same completions (a rollout engine seeded by prompt text), so dapo's token count over both ranks
+    and DDP's gradient mean must give the one process's weights after 2 steps (one of them off-policy, clip and KL
+    on) to 1e-5."""
+    from safetensors.torch import load_file
+
+    common = [
+        *(o for o in GRPO_TINY if not o.startswith(("callbacks.", "trainer.val_check"))),
+        "+stage.rollout._target_=tests.helpers.rollouts.PromptSeededRollouts",
+        "stage.loss_type=dapo",
+        "stage.num_iterations=2",
+        "stage.beta=0.04",
+        "stage.epsilon=0.05",
+        "stage.temperature=1.0",
+        "adapter.dropout=0",
+        "optimizer=sgd",
+        "optimizer.lr=2.0",
+        "trainer.limit_val_batches=0",
+        "data.val_size=2",
+        "validate_before=false",
+        "validate_after=false",
+        "callbacks=none",
+    ]
+    runs = {"single": ["data.batch_size=2"], "ddp": ["data.batch_size=1", "trainer=ddp", "cluster.devices=2"]}
+    weights = {}
+    for name, extra in runs.items():
+        cmd = [sys.executable, "-m", "quantum_ft.train", *common, *extra, f"hydra.run.dir={tmp_path / name}"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        weights[name] = load_file(tmp_path / name / "artifact" / "adapter_model.safetensors")
+    assert weights["single"].keys() == weights["ddp"].keys()
+    lora_b = [k for k in weights["single"] if "lora_B" in k]
+    assert lora_b and max(weights["single"][k].abs().max() for k in lora_b) > 1e-2  # B starts at 0: it moved
+    for key, value in weights["single"].items():
+        torch.testing.assert_close(weights["ddp"][key], value, atol=1e-5, rtol=0, msg=key)
 
 
 @pytest.mark.integration  # several end-to-end runs compared with each other

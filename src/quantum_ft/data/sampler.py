@@ -1,6 +1,8 @@
 """A batch sampler that shuffles per epoch from a seed, shards across ranks, and can skip the batches a
 resumed run already trained on, so an interrupted and resumed run sees exactly the batches an uninterrupted
-one would. `repeats` hands out each batch that many times in a row (GRPO's generation batches, reused over several
+one would.
+Ranks take the shuffled order in turn (rank r: positions r, r + W, ...), so the union of the W ranks'
+k-th batches of b is the k-th batch of W x b one process would take: data parallel keeps the global batch. `repeats` hands out each batch that many times in a row (GRPO's generation batches, reused over several
 optimiser steps); skipping counts the repeats."""
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
         else:
             order = list(range(self.num_samples))
         per_rank = self.num_samples // self.world_size  # equal shards: every rank steps the same number of times
-        return order[self.rank * per_rank : (self.rank + 1) * per_rank]
+        return order[: per_rank * self.world_size][self.rank :: self.world_size]
 
     def _batches(self) -> list[list[int]]:
         idx = self._indices()

@@ -5,7 +5,7 @@ when the actors started; bytes counted), sample their slices from the slices' ow
 ids as soon as each is done, so the trainer's reward pool starts scoring a slice while the others still generate.
 
 Ray starts locally by default (`address: null`, `cpus` CPUs) or joins a running cluster (`address: auto`, or
-`ray://head:10001`); launchers/ray_slurm.sbatch starts one across SLURM nodes. An actor that dies is restarted by
+`ray://head:10001`); launchers/sbatch/ray_grpo.sbatch starts one across SLURM nodes. An actor that dies is restarted by
 Ray (`max_restarts`) and its slice re-run there (`max_task_retries`), with the weights that travel with every
 task; when the retries run out the step fails loudly: no step trains on fewer rollouts than configured.
 

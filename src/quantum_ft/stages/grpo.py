@@ -101,9 +101,10 @@ class GRPOModule(StageModule):
         self.reward_weights = {name: float(weights.get(name, 1.0)) for name in self.rewards}
         self.group_size = group_size
         self.max_new_tokens = max_new_tokens
-        self.sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
+        # top_k 0, not unset: transformers fills an unset top_k with 50, which would cut what the config says is uncut
+        self.sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k or 0}
         self.sampling |= {"repetition_penalty": repetition_penalty} if repetition_penalty != 1.0 else {}
-        self.sampling |= {k: v for k, v in (("top_k", top_k), ("min_p", min_p)) if v is not None}
+        self.sampling |= {"min_p": min_p} if min_p is not None else {}
         self.temperature = temperature
         self.beta, self.epsilon, self.epsilon_high = beta, epsilon, epsilon_high
         self.loss_type, self.scale_rewards = loss_type, scale_rewards

@@ -4,26 +4,41 @@ and DDP train) are the same module; the data decides which tokens carry loss."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from quantum_ft.data.encode import IGNORE_INDEX
 from quantum_ft.stages.base import StageModule
+from quantum_ft.stages.lm_loss import causal_lm_loss
 
 
 class SFTModule(StageModule):
+    """`fused_loss`: the LM head and cross-entropy on labelled positions only, in chunks of `loss_chunk_size`
+    rows (quantum_ft.stages.lm_loss; exact, and no full logits tensor); false: the model's own forward."""
+
     monitor: ClassVar[str] = "val/loss"
 
+    def __init__(self, *args: Any, fused_loss: bool = False, loss_chunk_size: int = 1024, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if loss_chunk_size < 1:
+            raise ValueError(f"stage.loss_chunk_size must be at least 1, got {loss_chunk_size}.")
+        self.fused_loss, self.loss_chunk_size = fused_loss, loss_chunk_size
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.fused_loss:
+            return causal_lm_loss(self.model, batch, self.loss_chunk_size)
+        return self.model(**batch).loss
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
+        loss = self.loss(batch)
         mask = batch.get("attention_mask")
         self.step_tokens = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
+        loss = self.loss(batch)
         targets = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
         # weighted by target tokens, so val/loss is the mean per-token loss over the whole split
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=max(targets, 1), sync_dist=True)
