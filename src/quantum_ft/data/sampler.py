@@ -2,7 +2,8 @@
 resumed run already trained on, so an interrupted and resumed run sees exactly the batches an uninterrupted
 one would.
 Ranks take the shuffled order in turn (rank r: positions r, r + W, ...), so the union of the W ranks'
-k-th batches of b is the k-th batch of W x b one process would take: data parallel keeps the global batch. `repeats` hands out each batch that many times in a row (GRPO's generation batches, reused over several
+k-th batches of b is the k-th batch of W x b one process would take: data parallel keeps the global batch.
+`repeats` hands out each batch that many times in a row (GRPO's generation batches, reused over several
 optimiser steps); skipping counts the repeats."""
 
 from __future__ import annotations
