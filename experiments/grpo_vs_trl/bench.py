@@ -118,7 +118,7 @@ def run_trl(reward: str, iterations: int, steps: int) -> dict[str, Any]:
     tokenizer, model = source.load_tokenizer(), source.load_model()
     data = instantiate(cfg.data, tokenizer=tokenizer)
     data.setup("fit")
-    prompts = list(data.train_set)
+    records = prompts = list(data.train_set)  # records: what the reward wrapper reads (its `prompts` is TRL's)
     rendered = [tokenizer.decode(p.input_ids) for p in prompts]  # the chat-templated prompt our side feeds
     retokenized = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in rendered]
     same_prompt_tokens = all(a == p.input_ids for a, p in zip(retokenized, prompts))
@@ -131,29 +131,28 @@ def run_trl(reward: str, iterations: int, steps: int) -> dict[str, Any]:
         """Our reward with the prompt's columns looked up by row (TRL hands over dataset columns; ours are nested)."""
 
         def reward_fn(prompts, completions, completion_ids, row, **_):
-            columns = {k: [prompts_by_row[r].columns[k] for r in row] for k in prompts_by_row[0].columns}
-            texts = [prompts_by_row[r].text for r in row]
+            columns = {k: [records[r].columns[k] for r in row] for k in records[0].columns}
+            texts = [records[r].text for r in row]
             return fn(prompts=texts, completions=completions, completion_ids=completion_ids, **columns)
 
         reward_fn.__name__ = name
         return reward_fn
 
-    prompts_by_row = prompts
+    def timed(method: Any, key: str) -> Any:
+        """`method`, its seconds added to timings[key]."""
+
+        def wrapper(self, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                timings[key] += time.perf_counter() - started
+
+        return wrapper
 
     class TimedGRPOTrainer(GRPOTrainer):
-        def _generate(self, *args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return super()._generate(*args, **kwargs)
-            finally:
-                timings["generate_s"] += time.perf_counter() - started
-
-        def _calculate_rewards(self, *args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return super()._calculate_rewards(*args, **kwargs)
-            finally:
-                timings["reward_s"] += time.perf_counter() - started
+        _generate = timed(GRPOTrainer._generate, "generate_s")
+        _calculate_rewards = timed(GRPOTrainer._calculate_rewards, "reward_s")
 
     class StepClock(TrainerCallback):
         def __init__(self) -> None:
