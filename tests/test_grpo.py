@@ -314,6 +314,7 @@ def test_grpo_raises_the_reward_it_is_given(tmp_path: Path) -> None:
             "stage.beta=0",
             "stage.temperature=1.0",
             "stage.top_p=1.0",
+            "stage.top_k=50",
             "adapter=none",
             "optimizer.lr=1e-3",
             "~stage.rewards",
