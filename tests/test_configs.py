@@ -89,6 +89,14 @@ def test_seed_settings_survive_composition() -> None:
     assert (llama.adapter.r, llama.adapter.alpha, llama.adapter.dropout) == (16, 32, 0.05)
     assert len(llama.adapter.target_modules) == 7 and llama.stage.warmup_ratio == 0.03
     assert llama.optimizer._target_.endswith("PagedAdamW8bit") and llama.stage.gradient_checkpointing
+    for name in ("phi4_qlora", "phi4_qlora_cpu"):  # the quantum training agent's recipe, on phi-4 and its CPU twin
+        agent = compose_train([f"+experiment={name}"])
+        assert (agent.adapter.r, agent.adapter.alpha, agent.adapter.dropout, agent.optimizer.lr) == (8, 32, 0.1, 2e-4)
+        assert agent.adapter._target_.endswith("QLoraAdapter") and agent.adapter.quant_type == "nf4"
+        assert agent.data.batch_size * agent.trainer.accumulate_grad_batches == 32
+    phi4 = compose_train(["+experiment=phi4_qlora"])
+    assert phi4.model.repo_id == "microsoft/phi-4" and phi4.trainer.max_epochs == 10
+    assert phi4.callbacks.model_checkpoint.every_n_train_steps == 1000 and phi4.trainer.precision == "bf16-mixed"
 
 
 def test_unknown_option_lists_the_choices() -> None:

@@ -126,7 +126,7 @@ def main() -> None:
             print(f"round {r} {name}: {seconds:.2f} s", flush=True)
     put_s = broadcast_seconds(runs["ray x2"].module)
     trainable = sum(p.numel() for p in runs["in-process"].module.model.parameters() if p.requires_grad)
-    for run in runs.values():
+    for run in reversed(runs.values()):  # the first Ray arm started Ray: it closes last
         if run.module.rollout_engine is not None:
             run.module.rollout_engine.close()
     record = {

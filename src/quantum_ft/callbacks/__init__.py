@@ -5,7 +5,16 @@ from quantum_ft.callbacks.communication import LogCommunication
 from quantum_ft.callbacks.completions import CompletionsTable
 from quantum_ft.callbacks.diloco import DiLoCo
 from quantum_ft.callbacks.requeue import CheckpointAndRequeue
+from quantum_ft.callbacks.resources import ResourceMonitor
 from quantum_ft.callbacks.samples import SampleGenerations
 from quantum_ft.callbacks.throughput import Throughput
 
-__all__ = ["CheckpointAndRequeue", "CompletionsTable", "DiLoCo", "LogCommunication", "SampleGenerations", "Throughput"]
+__all__ = [
+    "CheckpointAndRequeue",
+    "CompletionsTable",
+    "DiLoCo",
+    "LogCommunication",
+    "ResourceMonitor",
+    "SampleGenerations",
+    "Throughput",
+]

@@ -135,8 +135,9 @@ class RayRollouts:
     def close(self) -> None:
         import ray
 
-        for actor in self.actors:
-            ray.kill(actor, no_restart=True)
+        if ray.is_initialized():  # another owner may have shut Ray down already: its actors are gone with it
+            for actor in self.actors:
+                ray.kill(actor, no_restart=True)
         self.actors, self._model_ref = [], None
         if self._started_ray:
             ray.shutdown()
