@@ -1,6 +1,7 @@
-"""Resource monitor: per training step its wall time, tokens/s, the process's resident memory and CPU utilisation
-(CPU seconds of this process and its children over wall seconds x cores) and, on CUDA, memory allocated and
-reserved and the device's utilisation; each under `train/resources/<name>`. A threshold in config (`thresholds:
+"""Resource monitor: per training step its wall time, the process's resident memory and CPU utilisation (CPU
+seconds of this process and its children over wall seconds x the cores it may run on) and, on CUDA, memory allocated and
+reserved and the device's utilisation; each under `train/resources/<name>`. Tokens/s stays the Throughput
+callback's `train/tokens_per_s` (one figure, one owner). A threshold in config (`thresholds:
 {rss_gb: 20}`) warns once, when the value first crosses it, naming the value, the limit and the key to change.
 
 Left out: per-thread and I/O counters (psutil has them; no one has asked yet), and acting on a threshold: this
@@ -20,7 +21,7 @@ import torch
 from quantum_ft.utils.config import ConfigError
 
 log = logging.getLogger(__name__)
-METRICS = ("step_s", "tokens_per_s", "rss_gb", "cpu_util", "cuda_allocated_gb", "cuda_reserved_gb", "cuda_util")
+METRICS = ("step_s", "rss_gb", "cpu_util", "cuda_allocated_gb", "cuda_reserved_gb", "cuda_util")
 
 
 class ResourceMonitor(L.Callback):
@@ -34,6 +35,9 @@ class ResourceMonitor(L.Callback):
         self.thresholds = dict(thresholds or {})
         self.warned: set[str] = set()
         self._process = psutil.Process()
+        # the cores this process may use (a SLURM job or taskset narrows them), not the machine's
+        affinity = getattr(self._process, "cpu_affinity", None)  # absent on macOS
+        self._cores = len(affinity()) if affinity else (psutil.cpu_count() or 1)
         self._started = self._cpu_started = 0.0
 
     def _cpu_seconds(self) -> float:
@@ -49,9 +53,8 @@ class ResourceMonitor(L.Callback):
         wall = max(time.perf_counter() - self._started, 1e-9)
         values = {
             "step_s": wall,
-            "tokens_per_s": float(getattr(pl_module, "step_tokens", 0)) / wall,
             "rss_gb": self._process.memory_info().rss / 2**30,
-            "cpu_util": (self._cpu_seconds() - self._cpu_started) / (wall * (psutil.cpu_count() or 1)),
+            "cpu_util": (self._cpu_seconds() - self._cpu_started) / (wall * self._cores),
         }
         if pl_module.device.type == "cuda":
             values["cuda_allocated_gb"] = torch.cuda.memory_allocated(pl_module.device) / 2**30
