@@ -148,8 +148,8 @@ def report(record: dict[str, Any]) -> str:
     median = {name: statistics.median(ts) for name, ts in record["seconds"].items()}
     base = median["in-process"]
     lines = [
-        "| arm | generation batch s (median) | min-max s | completions/s | tokens/s (if all 64 generated) | vs in-process |"
-        " weight bytes sent | same completions |",
+        "| arm | generation batch s (median) | min-max s | completions/s | tokens/s (if all 64 generated) |"
+        " vs in-process | weight bytes sent | same completions |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, ts in record["seconds"].items():
