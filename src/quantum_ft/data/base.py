@@ -31,13 +31,20 @@ class DataModule(L.LightningDataModule):
     eval_batch_size: int
     num_workers: int = 0
     drop_last: bool = False  # of the training batches
+    group_by_length: bool = False  # batches of similar-length samples (data/sampler.py)
     _resume_at: tuple[int, int] | None = None
 
     def collate(self, samples: list[Any]) -> dict[str, Any]:
         raise TypeError(f"{type(self).__name__} must define collate(): how a batch is made from samples.")
 
+    def sample_lengths(self) -> list[int]:
+        """Token count of each training sample, for data.group_by_length."""
+        raise ConfigError(f"data.group_by_length is not supported by {type(self).__name__}: set it to false.")
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.train_sampler(len(self.train_set), self.batch_size, self.drop_last))
+        lengths = self.sample_lengths() if self.group_by_length else None
+        sampler = self.train_sampler(len(self.train_set), self.batch_size, self.drop_last, lengths=lengths)
+        return self._loader(self.train_set, sampler)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._ranks()
@@ -62,7 +69,12 @@ class DataModule(L.LightningDataModule):
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
 
     def train_sampler(
-        self, num_samples: int, batch_size: int, drop_last: bool = False, repeats: int = 1
+        self,
+        num_samples: int,
+        batch_size: int,
+        drop_last: bool = False,
+        repeats: int = 1,
+        lengths: list[int] | None = None,
     ) -> ResumableBatchSampler:
         rank, world = self._ranks()
         sampler = ResumableBatchSampler(
@@ -74,6 +86,7 @@ class DataModule(L.LightningDataModule):
             world_size=world,
             drop_last=drop_last,
             repeats=repeats,
+            lengths=lengths,
         )
         if self._resume_at is not None:
             sampler.skip_once(*self._resume_at)

@@ -19,9 +19,13 @@ IGNORE_INDEX = -100
 
 @dataclass
 class Encoded:
+    """One training sequence. `position_ids` is set on packed sequences only: positions restart at 0 for every
+    sample packed into it, which is what keeps attention inside each sample (see data/sft.py: pack)."""
+
     input_ids: list[int]
     labels: list[int]
     truncated: bool
+    position_ids: list[int] | None = None
 
 
 def _render(tokenizer: PreTrainedTokenizerBase, messages: Messages, generation_prompt: bool) -> list[int]:

@@ -1,6 +1,6 @@
 """The SFT data pipeline as a LightningDataModule: load and normalise every configured dataset, mix them by
-weight, split off validation, encode with the chat template (cached on disk), optionally pack, and serve
-right-padded batches from a resumable sampler."""
+weight, split off validation, encode with the chat template (cached on disk), optionally pack (attention kept
+inside each sample), and serve right-padded batches from a resumable sampler, optionally grouped by length."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from quantum_ft.utils.io import atomic_write
 from quantum_ft.utils.text import pad
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # 2: numpy arrays (never unpickled); 1 was a torch pickle
+CACHE_VERSION = 3  # 3: position ids of packed sequences; 2: numpy arrays (never unpickled); 1 a torch pickle
 
 
 @dataclass
@@ -54,10 +54,12 @@ class SFTDataModule(RecordsDataModule):
         cutoff_len: int = 1024,
         train_on_inputs: bool = False,
         packing: bool = False,
+        group_by_length: bool = False,
         cache_dir: str | None = None,
         **records: Any,
     ) -> None:
         super().__init__(tokenizer, datasets, **records)
+        self.group_by_length = group_by_length
         self.cutoff_len = cutoff_len
         self.train_on_inputs = train_on_inputs
         self.packing = packing
@@ -167,29 +169,47 @@ class SFTDataModule(RecordsDataModule):
         )
         return self.cache_dir / f"sft-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
+    def sample_lengths(self) -> list[int]:
+        return [len(s.input_ids) for s in self.train_set]
+
     def collate(self, samples: list[Encoded]) -> dict[str, torch.Tensor]:
-        """Right-pad to the longest sample; padding carries no loss and no attention."""
+        """Right-pad to the longest sample; padding carries no loss and no attention.
+
+        Packed sequences carry `position_ids` and no `attention_mask`: transformers then reads each restart of the
+        positions as a new sequence and masks attention block-diagonally (varlen kernels under flash-attention).
+        Padding gets positions of its own segment, so no real token attends to it."""
         ids = [s.input_ids for s in samples]
-        return {
+        batch = {
             "input_ids": pad(ids, self.tokenizer.pad_token_id),
             "labels": pad([s.labels for s in samples], IGNORE_INDEX),
-            "attention_mask": pad([[1] * len(i) for i in ids], 0),
         }
+        if any(s.position_ids is not None for s in samples):
+            width = batch["input_ids"].shape[1]
+            positions = [s.position_ids or list(range(len(s.input_ids))) for s in samples]
+            batch["position_ids"] = torch.tensor([p + list(range(width - len(p))) for p in positions])
+        else:
+            batch["attention_mask"] = pad([[1] * len(i) for i in ids], 0)
+        return batch
 
 
 def pack(samples: list[Encoded], cutoff_len: int) -> list[Encoded]:
-    """Concatenate whole samples, in order, into sequences of at most `cutoff_len` tokens. Attention spans
-    the packed neighbours (the usual trade: fewer pad tokens, a little cross-sample context)."""
+    """Concatenate whole samples, in order, into sequences of at most `cutoff_len` tokens, without cross-sample
+    attention: positions restart at 0 for each sample (collate turns that into a block-diagonal mask), and the
+    first token of each sample is not a target of its predecessor's last token. Each sample's loss is the loss it
+    has alone (tested to 1e-5)."""
     packed: list[Encoded] = []
     ids: list[int] = []
     labels: list[int] = []
+    positions: list[int] = []
     for s in samples:
         if ids and len(ids) + len(s.input_ids) > cutoff_len:
-            packed.append(Encoded(ids, labels, False))
-            ids, labels = [], []
-        ids, labels = ids + s.input_ids, labels + s.labels
+            packed.append(Encoded(ids, labels, False, positions))
+            ids, labels, positions = [], [], []
+        first = s.labels[:1] if not ids else [IGNORE_INDEX]  # a sample's first token is never predicted alone
+        ids, labels = ids + s.input_ids, labels + first + s.labels[1:]
+        positions = positions + list(range(len(s.input_ids)))
     if ids:
-        packed.append(Encoded(ids, labels, False))
+        packed.append(Encoded(ids, labels, False, positions))
     return packed
 
 
@@ -202,6 +222,8 @@ def write_cache(path: Path, train: list[Encoded], val: list[Encoded], stats: Dat
         arrays[f"{name}_labels"] = np.array([t for s in samples for t in s.labels], dtype=np.int64)
         arrays[f"{name}_lengths"] = np.array([len(s.input_ids) for s in samples], dtype=np.int64)
         arrays[f"{name}_truncated"] = np.array([s.truncated for s in samples], dtype=bool)
+        if any(s.position_ids is not None for s in samples):
+            arrays[f"{name}_positions"] = np.array([t for s in samples for t in s.position_ids or []], dtype=np.int64)
 
     def save(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -221,7 +243,13 @@ def read_cache(path: Path) -> tuple[list[Encoded], list[Encoded], DataStats]:
             ends = np.cumsum(blob[f"{name}_lengths"]).tolist()
             starts = [0, *ends[:-1]]
             flags = blob[f"{name}_truncated"].tolist()
-            splits.append([Encoded(ids[a:b], labels[a:b], t) for a, b, t in zip(starts, ends, flags)])
+            positions = blob[f"{name}_positions"].tolist() if f"{name}_positions" in blob else None
+            splits.append(
+                [
+                    Encoded(ids[a:b], labels[a:b], t, positions[a:b] if positions is not None else None)
+                    for a, b, t in zip(starts, ends, flags)
+                ]
+            )
     return splits[0], splits[1], DataStats(**meta["stats"])
 
 

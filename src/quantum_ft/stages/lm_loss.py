@@ -40,16 +40,21 @@ def fused_head(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
     return decoder, head
 
 
-def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 1024) -> torch.Tensor:
+def causal_lm_loss(
+    model: nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 1024, fused: bool = True
+) -> torch.Tensor:
     """Mean next-token cross-entropy over the labelled tokens of `batch` (input_ids, labels, attention_mask,
-    position_ids if packed), as `model(**batch).loss` gives it, fused where fused_head allows."""
-    parts = fused_head(model)
+    position_ids if packed), as `model(**batch).loss` gives it, fused where `fused` and fused_head allow.
+
+    Never with a KV cache: a training forward has no use for one, and transformers detects packed sequences
+    (position ids restarting, no attention mask) only when there is none."""
+    parts = fused_head(model) if fused else None
     if parts is None or "labels" not in batch:
-        return model(**batch).loss
+        return model(**batch, use_cache=False).loss
     decoder, head = parts
     labels = batch["labels"]
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    hidden = decoder(**inputs).last_hidden_state  # (B, T, d)
+    hidden = decoder(**inputs, use_cache=False).last_hidden_state  # (B, T, d)
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
     return linear_cross_entropy(hidden[:, :-1][keep], head.weight, targets[keep], chunk_size)

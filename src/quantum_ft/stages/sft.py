@@ -26,9 +26,7 @@ class SFTModule(StageModule):
         self.fused_loss, self.loss_chunk_size = fused_loss, loss_chunk_size
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.fused_loss:
-            return causal_lm_loss(self.model, batch, self.loss_chunk_size)
-        return self.model(**batch).loss
+        return causal_lm_loss(self.model, batch, self.loss_chunk_size, fused=self.fused_loss)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
