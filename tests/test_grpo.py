@@ -33,6 +33,7 @@ GRPO_TINY = [
     "trainer.enable_progress_bar=false",
     "callbacks.sample_generations.max_new_tokens=4",
     "logger=csv",
+    "trainer.precision=32-true",
 ]
 
 

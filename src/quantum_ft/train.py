@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import quantum_ft
 from quantum_ft.adapters.base import count_parameters
@@ -32,6 +32,7 @@ from quantum_ft.models.build import BuiltModel, build_model
 from quantum_ft.stages.base import StageModule
 from quantum_ft.utils.config import ConfigError, check_requirements, config_path, resolve_ckpt_path
 from quantum_ft.utils.plots import plot_losses
+from quantum_ft.utils.precision import choose_precision
 from quantum_ft.utils.quiet import quiet_known_noise
 
 log = logging.getLogger("quantum_ft")
@@ -50,6 +51,7 @@ class Run:
     ckpt_path: str | None
     started: float
     metrics: dict[str, float] = field(default_factory=dict)
+    choices: dict[str, Any] = field(default_factory=dict)  # what the engine decided by itself, and why
 
 
 def instantiate_dict(section: DictConfig | None) -> list[Any]:
@@ -72,6 +74,10 @@ def build(cfg: DictConfig) -> Run:
     started = time.perf_counter()
 
     built = build_model(cfg)
+    precision, why = choose_precision(str(cfg.trainer.precision), str(cfg.trainer.get("accelerator", "auto")))
+    with open_dict(cfg):
+        cfg.trainer.precision = precision
+    log.info("Precision %s (%s)", precision, why)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)  # after init_from took the artifact's adapter settings
     datamodule: DataModule = instantiate(cfg.data, tokenizer=built.tokenizer)
     datamodule.setup("fit")
@@ -100,6 +106,7 @@ def build(cfg: DictConfig) -> Run:
     )
     run = Run(cfg, out, built, datamodule, module, trainer, ckpt_path, started)
     run.metrics.update(trainable_params=trainable, total_params=total)
+    run.choices.update(precision=precision, precision_reason=why)
     return run
 
 
@@ -146,7 +153,7 @@ def finalize(run: Run) -> dict[str, float]:
     quantity = monitor.split("/", 1)[1]  # loss, or reward for GRPO
     plot = plot_losses(out / "csv", out / f"{quantity}_curve.png", title=built.description, quantity=quantity)
     metrics["wall_time_s"] = time.perf_counter() - run.started
-    summary = {"model": built.source.name, "adapter": built.adapter.name, **metrics}
+    summary = {"model": built.source.name, "adapter": built.adapter.name, **run.choices, **metrics}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     print(report(out, artifact, plot, metrics, monitor), flush=True)
     return metrics

@@ -24,6 +24,7 @@ TINY = [
     "trainer.enable_progress_bar=false",
     "callbacks.sample_generations.max_new_tokens=4",
     "logger=csv",
+    "trainer.precision=32-true",  # exact comparisons; precision=auto has tests of its own (test_precision.py)
 ]
 
 

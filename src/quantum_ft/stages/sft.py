@@ -19,7 +19,7 @@ class SFTModule(StageModule):
 
     monitor: ClassVar[str] = "val/loss"
 
-    def __init__(self, *args: Any, fused_loss: bool = False, loss_chunk_size: int = 1024, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fused_loss: bool = True, loss_chunk_size: int = 1024, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if loss_chunk_size < 1:
             raise ValueError(f"stage.loss_chunk_size must be at least 1, got {loss_chunk_size}.")
