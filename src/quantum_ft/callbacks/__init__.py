@@ -4,6 +4,7 @@ are configured there too)."""
 from quantum_ft.callbacks.communication import LogCommunication
 from quantum_ft.callbacks.completions import CompletionsTable
 from quantum_ft.callbacks.diloco import DiLoCo
+from quantum_ft.callbacks.loss_guard import LossGuard, TrainingDiverged
 from quantum_ft.callbacks.requeue import CheckpointAndRequeue
 from quantum_ft.callbacks.resources import ResourceMonitor
 from quantum_ft.callbacks.samples import SampleGenerations
@@ -14,7 +15,9 @@ __all__ = [
     "CompletionsTable",
     "DiLoCo",
     "LogCommunication",
+    "LossGuard",
     "ResourceMonitor",
     "SampleGenerations",
     "Throughput",
+    "TrainingDiverged",
 ]

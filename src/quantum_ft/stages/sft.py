@@ -11,29 +11,46 @@ import torch
 from quantum_ft.data.encode import IGNORE_INDEX
 from quantum_ft.stages.base import StageModule
 from quantum_ft.stages.lm_loss import causal_lm_loss
+from quantum_ft.stages.oom_retry import PieceWiseStep
 
 
 class SFTModule(StageModule):
     """`fused_loss`: the LM head and cross-entropy on labelled positions only, in chunks of `loss_chunk_size`
-    rows (quantum_ft.stages.lm_loss; exact, and no full logits tensor); false: the model's own forward."""
+    rows (quantum_ft.stages.lm_loss; exact, and no full logits tensor); false: the model's own forward.
+    `oom_retry`: a step that runs out of memory is redone in smaller pieces of its micro-batch, down to
+    `oom_min_rows` rows (quantum_ft.stages.oom_retry; same gradient)."""
 
     monitor: ClassVar[str] = "val/loss"
 
-    def __init__(self, *args: Any, fused_loss: bool = True, loss_chunk_size: int = 1024, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        fused_loss: bool = True,
+        loss_chunk_size: int = 1024,
+        oom_retry: bool = True,
+        oom_min_rows: int = 1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         if loss_chunk_size < 1:
             raise ValueError(f"stage.loss_chunk_size must be at least 1, got {loss_chunk_size}.")
         self.fused_loss, self.loss_chunk_size = fused_loss, loss_chunk_size
+        self.piecewise = PieceWiseStep(oom_min_rows) if oom_retry else None
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return causal_lm_loss(self.model, batch, self.loss_chunk_size, fused=self.fused_loss)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch)
+        if self.piecewise is None:
+            loss = objective = self.loss(batch)
+        else:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            loss, objective = self.piecewise(self.loss, batch, params, self.trainer.global_step)
+        self.last_loss = float(loss)
         mask = batch.get("attention_mask")
         self.step_tokens = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["input_ids"].shape[0])
-        return loss
+        return objective
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
