@@ -69,6 +69,7 @@ class LossGuard(L.Callback):
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         loss = getattr(pl_module, "last_loss", None)
+        loss = None if loss is None else float(loss)
         reason = self._problem(loss, pl_module)
         if reason is None:
             if loss is not None:
@@ -95,7 +96,7 @@ class LossGuard(L.Callback):
         if loss is not None and not math.isfinite(loss):
             return f"non-finite loss ({loss})"
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads]).sum()):
+        if grads and not torch.isfinite(torch.stack([n.float() for n in torch._foreach_norm(grads)]).sum()):
             return "non-finite gradient"
         median = None if loss is None else spike(loss, list(self.history), self.spike_factor, max(1, self.window // 2))
         if median is not None:

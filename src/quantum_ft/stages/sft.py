@@ -46,7 +46,7 @@ class SFTModule(StageModule):
         else:
             params = [p for p in self.model.parameters() if p.requires_grad]
             loss, objective = self.piecewise(self.loss, batch, params, self.trainer.global_step)
-        self.last_loss = float(loss)
+        self.last_loss = loss.detach()  # read by callbacks.loss_guard once an optimiser step, not synced here
         mask = batch.get("attention_mask")
         self.step_tokens = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["input_ids"].shape[0])
