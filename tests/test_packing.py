@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from quantum_ft.data import SFTDataModule
-from quantum_ft.data.encode import IGNORE_INDEX, Encoded
+from quantum_ft.data.encode import IGNORE_INDEX, TOKEN_COUNTS, Encoded
 from quantum_ft.data.sampler import ResumableBatchSampler
 from quantum_ft.data.sft import pack
 from quantum_ft.stages.lm_loss import causal_lm_loss
@@ -42,7 +42,8 @@ def datamodule(tokenizer, tmp_path: Path, n: int = 24, **kw) -> SFTDataModule:
 def token_losses(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Cross-entropy of every position's next-token prediction, 0 where the next token carries no loss."""
     with torch.no_grad():
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits.double()
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", TOKEN_COUNTS)}
+        logits = model(**inputs, use_cache=False).logits.double()
     targets = batch["labels"][:, 1:]
     ce = F.cross_entropy(logits[:, :-1].transpose(1, 2), targets.clamp(min=0), reduction="none")
     return ce * (targets != IGNORE_INDEX)
@@ -105,6 +106,19 @@ def test_collate_pads_packed_rows_into_a_segment_of_their_own(smol_tokenizer, tm
     n = len(short.input_ids)
     assert batch["position_ids"][0].tolist() == short.position_ids + list(range(batch["input_ids"].shape[1] - n))
     assert (batch["labels"][0, n:] == IGNORE_INDEX).all()
+    assert batch[TOKEN_COUNTS].tolist() == [n, len(long.input_ids)]  # real tokens per row, padding not counted
+
+
+def test_throughput_counts_real_tokens_of_packed_rows(tiny_cfg) -> None:
+    from quantum_ft.train import build, fit
+
+    # one step over the whole packed training set: the step's tokens are every packed row's real tokens
+    run = build(tiny_cfg("data.packing=true", "data.batch_size=64", "trainer.max_steps=1", "validate_before=false"))
+    fit(run)
+    rows = run.datamodule.train_set
+    assert (
+        run.module.step_tokens == sum(len(r.input_ids) for r in rows) < len(rows) * max(len(r.input_ids) for r in rows)
+    )
 
 
 def spread(batches: list[list[int]], lengths: list[int]) -> float:

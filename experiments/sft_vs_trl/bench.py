@@ -17,6 +17,8 @@ Arms (each its own subprocess, so its peak RSS is its own; pairs interleaved, or
   ours-bf16 / trl-bf16         trainer.precision=bf16-mixed / bf16=True
   ours-default / trl-default   trainer.precision=auto / SFTConfig defaults (bf16, gradient checkpointing, fused AdamW)
   ours-packed / trl-packed     data.packing=true, precision auto / packing=True (bfd, padding-free), bf16 default
+  ours-no-retry / trl-default  ours-default with stage.oom_retry=false (the cost of atomic OOM retry)
+  ours-gc / trl-default        ours-default with gradient checkpointing, as TRL's default has it (memory-matched)
 The fp32, bf16 and packed TRL arms turn off TRL's default gradient checkpointing and use optim=adamw_torch
 (torch.optim.AdamW, as ours); trl-default keeps both defaults.
 
@@ -61,13 +63,19 @@ ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "trl-default": ("trl", {}),
     "ours-packed": ("ours", {"precision": "auto", "packing": True}),
     "trl-packed": ("trl", {**MATCHED_TRL, "packing": True}),
+    # the cost of atomic OOM retry (on by default: every step's gradient via autograd.grad + a surrogate backward)
+    "ours-no-retry": ("ours", {"precision": "auto", "packing": False, "oom_retry": False}),
+    # gradient checkpointing, as TRL's default has it: the memory-matched comparison with trl-default
+    "ours-gc": ("ours", {"precision": "auto", "packing": False, "gradient_checkpointing": True}),
 }
 PAIRS = [("ours-fp32", "trl-fp32"), ("ours-bf16", "trl-bf16"), ("ours-default", "trl-default")]
-PAIRS.append(("ours-packed", "trl-packed"))
+PAIRS += [("ours-packed", "trl-packed"), ("ours-no-retry", "trl-default"), ("ours-gc", "trl-default")]
 
 
 # ------------------------------------------------------------------------------------------------ configuration
-def our_overrides(packing: bool, precision: str, total_steps: int) -> list[str]:
+def our_overrides(
+    packing: bool, precision: str, total_steps: int, oom_retry: bool = True, checkpointing: bool = False
+) -> list[str]:
     """Our train config narrowed to the benchmark's settings (the TRL side composes it too, for model and data)."""
     return [
         "model=smollm2_135m",
@@ -88,7 +96,8 @@ def our_overrides(packing: bool, precision: str, total_steps: int) -> list[str]:
         "stage.scheduler=constant",
         "stage.warmup_steps=0",
         "stage.warmup_ratio=0.0",
-        "stage.gradient_checkpointing=false",
+        f"stage.gradient_checkpointing={str(checkpointing).lower()}",
+        f"stage.oom_retry={str(oom_retry).lower()}",
         f"trainer.precision={precision}",
         f"trainer.max_steps={total_steps}",
         "trainer.accumulate_grad_batches=1",
@@ -244,7 +253,13 @@ def run_ours(arm: str, total_steps: int) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     clock: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as out:
-        overrides = our_overrides(settings["packing"], settings["precision"], total_steps)
+        overrides = our_overrides(
+            settings["packing"],
+            settings["precision"],
+            total_steps,
+            settings.get("oom_retry", True),
+            settings.get("gradient_checkpointing", False),
+        )
         run = build(compose_config("train", overrides, output_dir=out))
         data = run.datamodule
         order = served_batches(data, total_steps)
@@ -254,6 +269,7 @@ def run_ours(arm: str, total_steps: int) -> dict[str, Any]:
         model = run.module.model
         fused = bool(run.cfg.stage.get("fused_loss", True)) and fused_head(model) is not None
         shape = model_shape(model.get_base_model().config)
+        recompute = bool(run.cfg.stage.gradient_checkpointing)
         probe = Probe(model)
         setup: dict[str, float] = {}
 
@@ -271,7 +287,7 @@ def run_ours(arm: str, total_steps: int) -> dict[str, Any]:
                 stats["as_expected"] = stats["sha"] == expected[batch_idx]
                 head_rows = stats["trained"] if fused else stats["rows"] * stats["width"]
                 layer0 = probe.seen.get("embedding_output_requires_grad", False)
-                flops = train_step_flops(shape, stats["rows"], stats["width"], head_rows, 2, False, layer0)
+                flops = train_step_flops(shape, stats["rows"], stats["width"], head_rows, 2, recompute, layer0)
                 steps.append({"step_s": elapsed, "flops": flops, **stats})
 
         run.trainer.callbacks.insert(0, Start())
@@ -521,11 +537,11 @@ def per_run(journal: list[dict[str, Any]]) -> str:
 
 def schedule(rounds: int) -> list[tuple[int, str]]:
     """(round, arm) in run order: the pairs one after another, which side goes first alternating from pair to pair
-    and from round to round (ABBA)."""
-    order = []
+    and from round to round (ABBA); an arm in two pairs (trl-default) runs once a round."""
+    order: list[tuple[int, str]] = []
     for r in range(1, rounds + 1):
         for p, pair in enumerate(PAIRS):
-            order += [(r, arm) for arm in (pair if (r + p) % 2 else pair[::-1])]
+            order += [(r, arm) for arm in (pair if (r + p) % 2 else pair[::-1]) if (r, arm) not in order]
     return order
 
 

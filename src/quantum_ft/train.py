@@ -2,7 +2,7 @@
 
 Three named phases, each a plain function the tests call with a composed config:
   build(cfg) -> Run      model source, adapter, model, data, stage module, callbacks, loggers, trainer
-  fit(run)               validation before, training (resumed from a checkpoint when there is one)
+  fit(run)               tuning (tune.*), validation before, training (resumed from a checkpoint when there is one)
   finalize(run)          validation after, evaluation, artifact, plot, metrics.json, report
 """
 
@@ -30,7 +30,9 @@ from quantum_ft.data.base import DataModule
 from quantum_ft.evaluation import flat_metrics, run_evaluation
 from quantum_ft.models.build import BuiltModel, build_model
 from quantum_ft.stages.base import StageModule
+from quantum_ft.tuning import tune
 from quantum_ft.utils.config import ConfigError, check_requirements, config_path, resolve_ckpt_path
+from quantum_ft.utils.io import atomic_text
 from quantum_ft.utils.plots import plot_losses
 from quantum_ft.utils.precision import choose_precision
 from quantum_ft.utils.quiet import quiet_known_noise
@@ -111,8 +113,9 @@ def build(cfg: DictConfig) -> Run:
 
 
 def fit(run: Run) -> None:
-    """Validate before (a fresh run), then train; resumes from `run.ckpt_path` when set."""
+    """Tune (tune.batch_size / tune.lr), validate before (a fresh run), then train; resumes from `run.ckpt_path`."""
     monitor = run.module.monitor
+    tune(run)
     if run.cfg.get("validate_before") and run.ckpt_path is None:
         run.metrics[f"{monitor}_before"] = validate(run)
     if run.ckpt_path:
@@ -154,7 +157,7 @@ def finalize(run: Run) -> dict[str, float]:
     plot = plot_losses(out / "csv", out / f"{quantity}_curve.png", title=built.description, quantity=quantity)
     metrics["wall_time_s"] = time.perf_counter() - run.started
     summary = {"model": built.source.name, "adapter": built.adapter.name, **run.choices, **metrics}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    atomic_text(out / "metrics.json", json.dumps(summary, indent=2))  # a study reads its presence as "finished"
     print(report(out, artifact, plot, metrics, monitor), flush=True)
     return metrics
 

@@ -73,3 +73,29 @@ class NaNLossAt(_EmbeddingHook):
         if self.step in self.steps or (self.from_step is not None and self.step >= self.from_step):
             return output * float("nan")
         return output
+
+
+class MemoryCap(L.Callback):
+    """A device that holds `rows` rows of a training forward and no more: a forward hook on the input embeddings,
+    installed at setup (so it also acts while Lightning's tuner has the other callbacks removed), raises the CPU
+    allocator's out-of-memory error above that. Counts the rows of the forwards that went through and the failures."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.rows_trained = self.failures = 0
+        self._installed = False
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        if not self._installed:
+            pl_module.model.get_input_embeddings().register_forward_hook(self._hook)
+            self._installed = True
+
+    def _hook(self, module, args, output):
+        if not module.training:
+            return output
+        rows = args[0].shape[0]
+        if rows > self.rows:
+            self.failures += 1
+            raise RuntimeError(f"DefaultCPUAllocator: can't allocate memory: {rows} rows (simulated cap {self.rows})")
+        self.rows_trained += rows
+        return output

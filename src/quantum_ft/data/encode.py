@@ -15,6 +15,9 @@ from quantum_ft.data.formats import DataFormatError, Messages
 from quantum_ft.utils.text import render_prompt
 
 IGNORE_INDEX = -100
+# A packed batch's real tokens per row (it carries no attention mask to count them by); bookkeeping for throughput,
+# taken off the batch by the stage before the batch reaches the model.
+TOKEN_COUNTS = "token_counts"
 
 
 @dataclass

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from quantum_ft.data.encode import IGNORE_INDEX, Encoded, encode_conversation
+from quantum_ft.data.encode import IGNORE_INDEX, TOKEN_COUNTS, Encoded, encode_conversation
 from quantum_ft.data.formats import DataFormatError, to_messages
 from quantum_ft.data.records import DatasetSpec, RecordsDataModule, weighted
 from quantum_ft.utils.io import atomic_write
@@ -177,7 +177,8 @@ class SFTDataModule(RecordsDataModule):
 
         Packed sequences carry `position_ids` and no `attention_mask`: transformers then reads each restart of the
         positions as a new sequence and masks attention block-diagonally (varlen kernels under flash-attention).
-        Padding gets positions of its own segment, so no real token attends to it."""
+        Padding gets positions of its own segment, so no real token attends to it; `token_counts` holds each row's
+        real tokens (for throughput: nothing else tells padding apart)."""
         ids = [s.input_ids for s in samples]
         batch = {
             "input_ids": pad(ids, self.tokenizer.pad_token_id),
@@ -187,6 +188,7 @@ class SFTDataModule(RecordsDataModule):
             width = batch["input_ids"].shape[1]
             positions = [s.position_ids or list(range(len(s.input_ids))) for s in samples]
             batch["position_ids"] = torch.tensor([p + list(range(width - len(p))) for p in positions])
+            batch[TOKEN_COUNTS] = torch.tensor([len(i) for i in ids])
         else:
             batch["attention_mask"] = pad([[1] * len(i) for i in ids], 0)
         return batch

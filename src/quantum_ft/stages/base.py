@@ -24,6 +24,7 @@ class StageModule(L.LightningModule):
 
     monitor: ClassVar[str]
     monitor_mode: ClassVar[str] = "min"  # whether a lower (loss) or higher (reward) `monitor` is better
+    tunable: ClassVar[bool] = False  # whether tune.batch_size / tune.lr (quantum_ft.tuning) can tune this stage
 
     def __init__(
         self,
@@ -45,6 +46,9 @@ class StageModule(L.LightningModule):
         self.scheduler = scheduler
         self.warmup_steps, self.warmup_ratio, self.min_lr_ratio = warmup_steps, warmup_ratio, min_lr_ratio
         self.step_tokens = 0
+        # What this run trains, fixed here: a callback may freeze some of it for a while (quantum_opt), and the
+        # optimiser and the checkpoints still hold every one of them.
+        self.trained_names = [n for n, p in model.named_parameters() if p.requires_grad]
         # Checkpoints hold only trained tensors, so loading one must not demand the frozen base.
         self.strict_loading = False
         # Every step draws its randomness (dropout, GRPO's sampling) from a seed of its own, derived from the
@@ -63,8 +67,15 @@ class StageModule(L.LightningModule):
         seed_step(self.base_seed, self.trainer.global_rank, self.trainer.global_step, batch_idx)
 
     # ---------------------------------------------------------------- optimisation
+    def trained_parameters(self) -> list[torch.nn.Parameter]:
+        """Every tensor this run trains, frozen for the moment or not."""
+        named = dict(self.model.named_parameters())
+        if all(n in named for n in self.trained_names):
+            return [named[n] for n in self.trained_names]
+        return [p for p in self.model.parameters() if p.requires_grad]  # renamed by a wrapper (FSDP): none frozen
+
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = self.trained_parameters()
         if not params:
             raise ValueError("The adapter left no trainable parameter: check `adapter.target_modules`.")
         optimizer = self.optimizer_factory(params)
@@ -77,7 +88,7 @@ class StageModule(L.LightningModule):
 
     # ---------------------------------------------------------------- checkpoints
     def trainable_keys(self) -> set[str]:
-        return {f"model.{clean_parameter_name(n)}" for n, p in self.model.named_parameters() if p.requires_grad}
+        return {f"model.{clean_parameter_name(n)}" for n in self.trained_names}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep only trained tensors: a LoRA checkpoint is megabytes, not the whole base."""

@@ -54,3 +54,22 @@ def plot_losses(csv_root: Path, out_png: Path, title: str = "", quantity: str = 
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png)
     return out_png
+
+
+def plot_lr_find(lrs: list[float], losses: list[float], suggestion: float | None, out_png: Path) -> Path:
+    """The LR range test: smoothed training loss against the learning rate (log axis), the suggestion marked."""
+    fig = Figure(figsize=(7, 4.2), dpi=120)
+    ax = fig.subplots()
+    ax.plot(lrs, losses, color="tab:blue", label="train loss (smoothed)")
+    if suggestion is not None:
+        ax.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggested lr {suggestion:.3g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    ax.set_title("LR finder")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    return out_png
