@@ -13,6 +13,7 @@ from quantum_ft.adapters.quanta import QuanTAConfig, QuanTALinear, apply_gates, 
 from quantum_ft.adapters.tq import TQConfig
 from quantum_ft.adapters.vqc import VQCConfig
 from quantum_ft.quantum import BACKENDS, VQCSpec, circuit_gates, make_circuit, to_qasm3
+from quantum_ft.quantum.classical_twin import classical_twin
 from quantum_ft.quantum.vqc import simulate
 from tests.helpers import tiny_model
 
@@ -118,6 +119,9 @@ CONFIGS = {
     "vqc": lambda: VQCConfig(n_qubits=3, n_layers=2, target_modules=["q_proj", "v_proj"]),
     "vqc_reupload": lambda: VQCConfig(n_qubits=3, n_layers=2, reupload=True, target_modules=["q_proj", "v_proj"]),
     "tq": lambda: TQConfig(n_qubits=3, n_layers=2, target_modules=["q_proj", "v_proj"]),
+    "vqc_classical": lambda: VQCConfig(
+        n_qubits=3, n_layers=2, backend="classical", target_modules=["q_proj", "v_proj"]
+    ),
     "quanta": lambda: QuanTAConfig(per_dim_features=[4, 4, 3], target_modules=["q_proj", "v_proj"]),
 }
 
@@ -284,3 +288,36 @@ def test_the_qasm_export_of_the_gate_list_simulates_like_the_engine(n: int, laye
     z = [state.expectation_value(SparsePauliOp("I" * (n - 1 - i) + "Z" + "I" * i)).real for i in range(n)]
     torch.testing.assert_close(torch.tensor([z], dtype=torch.float64), simulate(h, theta, spec), atol=1e-9, rtol=0)
     assert sum(line.startswith(("ry(", "crz(")) for line in to_qasm3(spec).splitlines()) == len(circuit_gates(spec))
+
+
+def test_classical_twin_against_a_scalar_loop() -> None:
+    """quantum/classical_twin.py's formula, wire by wire in plain Python (neighbours i+1 and i-1 mod n)."""
+    spec = VQCSpec(5, 3)
+    g = torch.Generator().manual_seed(0)
+    x, theta = (
+        torch.randn(4, 5, generator=g, dtype=torch.float64),
+        torch.randn(3, 4, 5, generator=g, dtype=torch.float64),
+    )
+    got = classical_twin(spec)(x, theta)
+    for r in range(4):
+        h = [math.cos(float(v)) for v in x[r]]
+        for k in range(3):
+            w = [[math.sin(float(theta[k, j, i])) for i in range(5)] for j in range(4)]
+            h = [
+                math.tanh(w[0][i] * h[i] + w[1][i] * h[(i + 1) % 5] + w[2][i] * h[(i - 1) % 5] + w[3][i])
+                for i in range(5)
+            ]
+        torch.testing.assert_close(got[r], torch.tensor(h, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+
+
+def test_classical_control_has_the_circuits_parameters_and_a_different_function() -> None:
+    ids = torch.randint(0, 64, (2, 7))
+    quantum = get_peft_model(tiny_llama(), CONFIGS["vqc"]())
+    control = get_peft_model(tiny_llama(), CONFIGS["vqc_classical"]())
+    assert trainable(quantum) == trainable(control)
+    with torch.no_grad():
+        for p in quantum.parameters():
+            if p.requires_grad:
+                p.add_(0.1)
+        control.load_state_dict(quantum.state_dict())  # the same weights, every one
+        assert not torch.allclose(quantum(input_ids=ids).logits, control(input_ids=ids).logits, atol=1e-5)

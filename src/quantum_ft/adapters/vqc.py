@@ -12,6 +12,9 @@ Initialisation (`init`):
   - "reference": A and B with PyTorch's default Linear init, as pyvqnet's `peft_vqc` does; the update is not
     zero at the start, which is why the reference loss curves start far above the base loss.
 Circuit angles: U[0, 2 pi) (pyvqnet) by default; `tq` uses torchquantum's U(-pi, pi).
+
+`backend=classical` replaces the circuit by its classical twin (quantum/classical_twin.py: same weights, same ring
+neighbourhoods, same width), the control that says whether the circuit itself does anything (adapter=vqc_classical).
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from quantum_ft.adapters.lora import RegisteredMethodAdapter
 from quantum_ft.adapters.peft_registry import init_linear_layer, peft_type, register_linear_method
 from quantum_ft.quantum.backends import ENGINES, PENNYLANE_DEVICES, make_circuit
 from quantum_ft.quantum.circuit import MAX_QUBITS, VQCSpec
+from quantum_ft.quantum.classical_twin import classical_twin
 from quantum_ft.quantum.vqc import MODES
 from quantum_ft.utils.dtypes import resolve_dtype
 
 INITS = ("zero_up", "reference")
+CLASSICAL = "classical"  # adapter.backend: the circuit's classical twin (quantum/classical_twin.py), a control
 ANGLE_INITS = {"uniform_0_2pi": (0.0, 2 * math.pi), "uniform_pm_pi": (-math.pi, math.pi)}
 
 
@@ -45,7 +50,7 @@ class VQCConfig(PeftConfig):
     angle_init: str = field(default="uniform_0_2pi", metadata={"help": "uniform_0_2pi | uniform_pm_pi"})
     scale: float = field(default=1.0, metadata={"help": "multiplier of the update"})
     map_bias: bool = field(default=False, metadata={"help": "biases in the down/up maps (off, like LoRA)"})
-    backend: str = field(default="torch", metadata={"help": "torch | pennylane"})
+    backend: str = field(default="torch", metadata={"help": "torch | pennylane | classical (the control)"})
     device: str = field(default="default.qubit", metadata={"help": "PennyLane device when backend=pennylane"})
     mode: str = field(default="auto", metadata={"help": "torch engine: auto | gates | fused"})
     circuit_dtype: str = field(default="float32", metadata={"help": "precision of down-map, circuit, up-map"})
@@ -69,8 +74,8 @@ class VQCConfig(PeftConfig):
             problems.append(f"init={self.init!r} must be one of {INITS}")
         if self.angle_init not in ANGLE_INITS:
             problems.append(f"angle_init={self.angle_init!r} must be one of {sorted(ANGLE_INITS)}")
-        if self.backend not in ENGINES:
-            problems.append(f"backend={self.backend!r} must be one of {ENGINES}")
+        if self.backend not in (*ENGINES, CLASSICAL):
+            problems.append(f"backend={self.backend!r} must be one of {(*ENGINES, CLASSICAL)}")
         if self.backend == "pennylane" and self.device not in PENNYLANE_DEVICES:
             problems.append(f"device={self.device!r} must be one of {sorted(PENNYLANE_DEVICES)}")
         if self.mode not in MODES:
@@ -124,7 +129,10 @@ class VQCLinear(nn.Module, BaseTunerLayer):
         self._part("theta")[adapter_name] = theta
         self._part("up")[adapter_name] = up
         getattr(self, self.other_param_names[0])[adapter_name] = config
-        self._circuits[adapter_name] = make_circuit(config.spec, config.backend, config.device, config.mode)
+        if config.backend == CLASSICAL:
+            self._circuits[adapter_name] = classical_twin(config.spec)
+        else:
+            self._circuits[adapter_name] = make_circuit(config.spec, config.backend, config.device, config.mode)
         self.set_adapter(self.active_adapters)
 
     def delta(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:

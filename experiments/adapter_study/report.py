@@ -1,0 +1,209 @@
+"""The adapter study's report, from the run directories alone (or, offline, from the runs.jsonl they were read into).
+
+    python experiments/adapter_study/report.py experiments/adapter_study/study          # read runs/, write all
+    python experiments/adapter_study/report.py --from-jsonl experiments/adapter_study/study/runs.jsonl
+
+Writes beside the runs: runs.jsonl (one line per run: arm, seed, rate, parameters, final and per-validation losses,
+MMLU, tokens/s, peak memory), report.md (the table and the paired comparisons) and val_loss.png (mean validation
+loss per arm with a band of one standard deviation over seeds). Intervals are 95% Student-t intervals over seeds;
+paired comparisons take the difference per seed first (the same data split and order), then its interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from scipy import stats
+
+from quantum_ft.utils.io import atomic_text
+from quantum_ft.utils.plots import read_metric_series
+
+PAIRS = [("vqc", "vqc_classical"), ("vqc", "lora_r4"), ("tq", "lora_r4"), ("vqc", "lora"), ("quanta", "lora")]
+
+
+def read_run(directory: Path) -> dict[str, Any] | None:
+    """One finished run's figures, or None when it has not finished (no metrics.json)."""
+    try:
+        metrics = json.loads((directory / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    phase, arm, seed, *rest = directory.name.split("-", 3)
+    csv = directory / "csv"
+    tokens = [v for _, v in read_metric_series(csv, "train/tokens_per_s")]
+    steps = [v for _, v in read_metric_series(csv, "train/resources/step_s")]
+    rss = [v for _, v in read_metric_series(csv, "train/resources/rss_gb")]
+    return {
+        "name": directory.name,
+        "phase": phase,
+        "arm": arm,
+        "seed": int(seed[1:]),
+        "lr": float(rest[0][2:]) if rest else None,
+        "trainable_params": metrics.get("trainable_params"),
+        "val_loss_before": metrics.get("val/loss_before"),
+        "val_loss": metrics.get("val/loss_after"),
+        "mmlu": metrics.get("eval/mmlu/accuracy"),
+        "steps": metrics.get("global_step"),
+        "tokens_per_s": statistics.median(tokens[1:] or tokens) if tokens else None,  # the first step warms up
+        "step_s": statistics.median(steps[1:] or steps) if steps else None,
+        "peak_rss_gb": max(rss) if rss else None,
+        "val_curve": read_metric_series(csv, "val/loss"),
+        "wall_time_s": metrics.get("wall_time_s"),
+    }
+
+
+def collect(out: Path) -> list[dict[str, Any]]:
+    runs = [r for d in sorted((out / "runs").iterdir()) if d.is_dir() and (r := read_run(d)) is not None]
+    atomic_text(out / "runs.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in runs))
+    return runs
+
+
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, std, half-width of the 95% t interval); std and half-width are nan for one value."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    std = statistics.stdev(values)
+    return mean, std, stats.t.ppf(0.975, len(values) - 1) * std / math.sqrt(len(values))
+
+
+def fmt(values: list[float], digits: int = 4) -> str:
+    if not values:
+        return "–"
+    mean, std, half = interval(values)
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f} (±{half:.{digits}f})"
+
+
+def mean_or_dash(values: list[float], spec: str) -> str:
+    return format(statistics.fmean(values), spec) if values else "–"
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    by_arm: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        if r["phase"] in ("final", "base"):
+            by_arm[r["arm"]].append(r)
+    lora_steps = [r["step_s"] for r in by_arm.get("lora", []) if r["step_s"]]
+    lines = [
+        "| arm | trainable params | lr | seeds | val loss: mean ± std (95% half-width) | MMLU | tokens/s"
+        " | step time / LoRA's | peak RSS GB |",
+        "|---|---:|---:|---:|---|---|---:|---:|---:|",
+    ]
+    for arm, rs in by_arm.items():
+        base = arm == "base"  # never trained: its loss is the one measured before training
+        losses = [r["val_loss_before" if base else "val_loss"] for r in rs]
+        step = [r["step_s"] for r in rs if r["step_s"]]
+        ratio = f"{statistics.fmean(step) / statistics.fmean(lora_steps):.2f}" if step and lora_steps else "–"
+        rss = [r["peak_rss_gb"] for r in rs if r["peak_rss_gb"]]
+        cells = [
+            arm,
+            f"{0 if base else rs[0]['trainable_params']:,}",
+            "–" if base else format(rs[0]["lr"], "g"),
+            str(len(rs)),
+            fmt([x for x in losses if x is not None]),
+            fmt([r["mmlu"] for r in rs if r["mmlu"] is not None], 3),
+            mean_or_dash([r["tokens_per_s"] for r in rs if r["tokens_per_s"]], ".0f"),
+            ratio,
+            format(max(rss), ".2f") if rss else "–",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired(runs: list[dict[str, Any]]) -> str:
+    """Per-seed differences of the final validation loss (a - b; negative: a is better) with 95% intervals."""
+    finals = {(r["arm"], r["seed"]): r["val_loss"] for r in runs if r["phase"] == "final"}
+    lines = ["| comparison (a - b) | seeds | mean difference | 95% interval | verdict |", "|---|---:|---:|---|---|"]
+    for a, b in PAIRS:
+        seeds = sorted(s for (arm, s) in finals if arm == a and (b, s) in finals)
+        if not seeds:
+            continue
+        diffs = [finals[(a, s)] - finals[(b, s)] for s in seeds]
+        mean, _, half = interval(diffs)
+        if math.isnan(half):
+            lines.append(f"| {a} - {b} | {len(seeds)} | {mean:+.4f} | – | one seed: no interval |")
+            continue
+        low, high = mean - half, mean + half
+        verdict = "a better" if high < 0 else "b better" if low > 0 else "no measurable difference"
+        lines.append(f"| {a} - {b} | {len(seeds)} | {mean:+.4f} | [{low:+.4f}, {high:+.4f}] | {verdict} |")
+    return "\n".join(lines)
+
+
+def sweep(runs: list[dict[str, Any]]) -> str:
+    rows = sorted((r["arm"], r["lr"], r["val_loss"]) for r in runs if r["phase"] == "sweep")
+    if not rows:
+        return "(no sweep: one rate given)"
+    lines = ["| arm | lr | val loss after the sweep's steps |", "|---|---:|---:|"]
+    lines += [f"| {arm} | {lr:g} | {loss:.4f} |" for arm, lr, loss in rows]
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict[str, Any]], out_png: Path) -> Path:
+    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        if r["phase"] == "final":
+            for step, loss in r["val_curve"]:
+                curves[r["arm"]][int(step)].append(loss)
+    fig = Figure(figsize=(8, 4.8), dpi=120)
+    ax = fig.subplots()
+    for arm, points in sorted(curves.items()):
+        steps = sorted(points)
+        mean = [statistics.fmean(points[s]) for s in steps]
+        std = [statistics.stdev(points[s]) if len(points[s]) > 1 else 0.0 for s in steps]
+        (line,) = ax.plot(steps, mean, marker="o", markersize=3, label=arm)
+        ax.fill_between(
+            steps,
+            [m - s for m, s in zip(mean, std)],
+            [m + s for m, s in zip(mean, std)],
+            alpha=0.15,
+            color=line.get_color(),
+        )
+    bases = [r["val_loss_before"] for r in runs if r["phase"] == "base" and r["val_loss_before"] is not None]
+    if bases:
+        ax.axhline(statistics.fmean(bases), color="black", linestyle="--", label="untrained base")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("validation loss")
+    ax.set_title("Validation loss per arm (mean ± 1 std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png)
+    return out_png
+
+
+def report(out: Path, runs: list[dict[str, Any]] | None = None) -> str:
+    runs = collect(out) if runs is None else runs
+    text = (
+        "## Final runs (seeds at each arm's chosen rate)\n\n"
+        f"{table(runs)}\n\n## Paired comparisons of the final validation loss\n\n{paired(runs)}\n\n"
+        f"## Learning-rate sweep\n\n{sweep(runs)}\n"
+    )
+    atomic_text(out / "report.md", text)
+    if any(r["phase"] == "final" for r in runs):
+        plot(runs, out / "val_loss.png")
+    print(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", type=Path, help="the study folder (with runs/)")
+    parser.add_argument("--from-jsonl", type=Path, help="regenerate from a runs.jsonl instead of run directories")
+    args = parser.parse_args()
+    if args.from_jsonl:
+        runs = [json.loads(line) for line in args.from_jsonl.read_text().splitlines() if line.strip()]
+        report(args.from_jsonl.parent, runs)
+    elif args.out:
+        report(args.out)
+    else:
+        parser.error("give the study folder or --from-jsonl")
+
+
+if __name__ == "__main__":
+    main()

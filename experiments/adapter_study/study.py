@@ -1,0 +1,190 @@
+"""Do quantum adapters help? The adapter study's driver: a grid of `python -m quantum_ft.train` runs, resumable.
+
+Protocol (README.md): per arm a learning-rate sweep (one seed, `--sweep-steps`), the rate with the lowest final
+validation loss chosen, then `--seeds` seeds at that rate for `--steps` optimiser steps; the untrained base model
+evaluated once per seed as the floor. Every run of seed s sees the same data split and order whatever the arm
+(data.seed = seed), so arms are compared pairwise by seed.
+
+Resumable: each job is one run directory under <out>/runs/. A job whose metrics.json is there is done and skipped;
+one that was interrupted is started again in its own directory, where `ckpt_path=auto` resumes it from its last
+checkpoint (every `--ckpt-every` steps). Each job is a subprocess, so its peak memory is its own. When the grid is
+done, report.py builds the tables and the plot from the run directories (and writes runs.jsonl beside them, the raw
+per-run metrics the report can be regenerated from offline).
+
+    python experiments/adapter_study/study.py                       # the full study (many hours on 2 CPU cores)
+    python experiments/adapter_study/study.py --dry-run             # list the jobs and whether each is done
+    python experiments/adapter_study/study.py --model tiny --arms lora vqc --seeds 2 --steps 4 --lrs 1e-3 \\
+        --no-base --out /tmp/study                                  # a tiny grid (what the test runs)
+
+Left out: a sweep over seeds inside the rate choice (one seed chooses the rate; the seeds then test it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quantum_ft.utils.jobs import finished, run_all
+
+HERE = Path(__file__).parent
+
+# arm -> the adapter overrides that make it. LoRA r 4 is the parameter-matched LoRA: on SmolLM2-135M's q/v it has
+# 230,400 trainable parameters against vqc's and tq's 232,320 (n 4, L 2): 0.8% apart.
+ARMS: dict[str, list[str]] = {
+    "lora": ["adapter=lora", "adapter.r=8", "adapter.alpha=16"],
+    "lora_r4": ["adapter=lora", "adapter.r=4", "adapter.alpha=8"],
+    "vqc": ["adapter=vqc"],
+    "vqc_classical": ["adapter=vqc_classical"],
+    "tq": ["adapter=tq"],
+    "quanta": ["adapter=quanta"],
+    "vqc_reference": ["adapter=vqc", "adapter.init=reference"],
+    "tq_reference": ["adapter=tq", "adapter.init=reference"],
+}
+# The reference-init arms reproduce the pyvqnet demo's curve shape; they take their zero-init sibling's rate.
+RATE_FROM = {"vqc_reference": "vqc", "tq_reference": "tq"}
+LRS = [1e-4, 3e-4, 1e-3, 3e-3]
+MMLU_SUBJECTS = ["abstract_algebra", "anatomy", "high_school_computer_science", "international_law", "marketing"]
+
+
+@dataclass
+class Job:
+    name: str
+    phase: str  # sweep | final | base
+    arm: str
+    seed: int
+    lr: float | None
+    steps: int
+    overrides: list[str] = field(default_factory=list)
+
+    def directory(self, out: Path) -> Path:
+        return out / "runs" / self.name
+
+
+def common(args: argparse.Namespace) -> list[str]:
+    """What every run shares: model, data, schedule, validation, evaluation, checkpoints."""
+    shared = [
+        f"model={args.model}",
+        "data=alpaca_demo",
+        f"data.val_size={args.val_size}",
+        f"data.batch_size={args.batch_size}",
+        f"trainer.val_check_interval={args.val_every}",
+        "stage.warmup_steps=10",
+        f"callbacks.model_checkpoint.every_n_train_steps={args.ckpt_every}",
+        "~callbacks.sample_generations",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+    ]
+    if args.mmlu:
+        subjects = ",".join(MMLU_SUBJECTS)
+        shared += ["eval.tasks=[mmlu]", f"eval.subjects=[{subjects}]", f"eval.max_samples={args.mmlu}"]
+    else:
+        shared += ["eval.tasks=[]"]
+    return shared + list(args.extra)
+
+
+def run_name(phase: str, arm: str, seed: int, lr: float | None) -> str:
+    return f"{phase}-{arm}-s{seed}" + (f"-lr{lr:g}" if lr is not None else "")
+
+
+def sweep_jobs(args: argparse.Namespace) -> list[Job]:
+    if len(args.lrs) < 2:
+        return []  # one rate: nothing to choose
+    return [
+        Job(run_name("sweep", arm, 0, lr), "sweep", arm, 0, lr, args.sweep_steps)
+        for arm in args.arms
+        if arm not in RATE_FROM
+        for lr in args.lrs
+    ]
+
+
+def final_jobs(args: argparse.Namespace, rates: dict[str, float]) -> list[Job]:
+    jobs = []
+    for seed in range(args.seeds):
+        if args.base:
+            jobs.append(Job(run_name("base", "base", seed, None), "base", "base", seed, None, 0))
+        for arm in args.arms:
+            lr = rates[RATE_FROM.get(arm, arm)]
+            jobs.append(Job(run_name("final", arm, seed, lr), "final", arm, seed, lr, args.steps))
+    return jobs
+
+
+def overrides(job: Job, args: argparse.Namespace) -> list[str]:
+    """The run's settings (utils.jobs adds its directory and ckpt_path=auto)."""
+    arm = ARMS["lora"] if job.phase == "base" else ARMS[job.arm]  # base: LoRA's zero update, never trained
+    settings = [*common(args), *arm, f"seed={job.seed}", f"trainer.max_steps={job.steps}"]
+    if job.lr is not None:
+        settings.append(f"optimizer.lr={job.lr}")
+    return settings
+
+
+def run_jobs(jobs: list[Job], args: argparse.Namespace, out: Path) -> dict[str, dict]:
+    return run_all([(job.directory(out), overrides(job, args)) for job in jobs])
+
+
+def choose_rates(args: argparse.Namespace, out: Path) -> dict[str, float]:
+    """arm -> the rate whose sweep run ended with the lowest validation loss (the only rate when one is given)."""
+    if len(args.lrs) < 2:
+        return {arm: args.lrs[0] for arm in ARMS}
+    rates = {}
+    for arm in args.arms:
+        if arm in RATE_FROM:
+            continue
+        losses = {lr: finished(Job(run_name("sweep", arm, 0, lr), "", arm, 0, lr, 0).directory(out)) for lr in args.lrs}
+        rates[arm] = min(args.lrs, key=lambda lr: losses[lr]["val/loss_after"])
+    (out / "rates.json").write_text(json.dumps(rates, indent=2))
+    return rates
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=HERE / "study", help="where runs/ and the report go")
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    p.add_argument("--model", default="smollm2_135m")
+    p.add_argument("--lrs", nargs="+", type=float, default=LRS, help="the sweep's rates (one rate: no sweep)")
+    p.add_argument("--sweep-steps", type=int, default=100)
+    p.add_argument("--steps", type=int, default=300, help="optimiser steps of each seed's run")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--val-size", type=int, default=100)
+    p.add_argument("--val-every", type=int, default=50)
+    p.add_argument("--ckpt-every", type=int, default=25)
+    p.add_argument("--mmlu", type=int, default=40, help="questions per MMLU subject (0: no MMLU)")
+    p.add_argument("--no-base", dest="base", action="store_false", help="skip the untrained-base floor")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs and whether each is done")
+    p.add_argument("extra", nargs="*", help="more Hydra overrides for every run (e.g. trainer.precision=32-true)")
+    args = p.parse_args(argv)
+    for arm, source in RATE_FROM.items():
+        if arm in args.arms and source not in args.arms:
+            p.error(f"arm {arm} takes the rate chosen for {source}: add {source} to --arms")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=2))
+    sweep = sweep_jobs(args)
+    if args.dry_run:
+        for job in sweep:
+            print(f"{'done' if finished(job.directory(out)) else 'todo'}  {job.name}")
+        print(f"then {args.seeds} seeds x {len(args.arms)} arms at the chosen rates ({'+ base' if args.base else ''})")
+        return
+    if sweep:
+        print(f"Learning-rate sweep: {len(sweep)} runs", flush=True)
+        run_jobs(sweep, args, out)
+    rates = choose_rates(args, out)
+    finals = final_jobs(args, rates)
+    print(f"Seeds at the chosen rates: {len(finals)} runs ({rates})", flush=True)
+    run_jobs(finals, args, out)
+    from report import report  # beside this file
+
+    report(out)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    main()

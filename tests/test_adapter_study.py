@@ -1,0 +1,100 @@
+"""experiments/adapter_study: the driver survives being killed mid-grid (finished runs are not repeated, the
+interrupted one resumes from its checkpoint, the table is complete), and the report's statistics are the textbook
+ones (hand-computed Student-t intervals)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = ROOT / "experiments" / "adapter_study"
+sys.path.insert(0, str(STUDY))
+
+import report as study_report  # noqa: E402  (experiments/adapter_study/report.py)
+
+TINY_GRID = [
+    "--model=tiny",
+    "--arms",
+    "lora",
+    "vqc",
+    "--seeds=2",
+    "--steps=4",
+    "--lrs=1e-3",
+    "--no-base",
+    "--mmlu=0",
+    "--val-size=8",
+    "--val-every=2",
+    "--ckpt-every=1",
+    "--",
+    "data.max_samples=48",
+    "data.cutoff_len=96",
+    "trainer.precision=32-true",
+]
+
+
+def start(out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(STUDY / "study.py"), "--out", str(out), *TINY_GRID],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: the kill takes the running job with it
+    )
+
+
+@pytest.mark.integration
+def test_the_study_resumes_after_a_kill_mid_grid(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    runs = out / "runs"
+    first, second = runs / "final-lora-s0-lr0.001", runs / "final-vqc-s0-lr0.001"
+    driver = start(out)
+    deadline = time.monotonic() + 240
+    while not (second / "checkpoints" / "last.ckpt").exists():  # the second job is under way, past a checkpoint
+        assert driver.poll() is None, driver.stdout.read()
+        assert time.monotonic() < deadline, "the driver did not reach the second job in time"
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert (first / "metrics.json").exists() and not (second / "metrics.json").exists()
+    first_written = (first / "metrics.json").stat().st_mtime_ns
+
+    again = start(out)
+    log, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, log
+    assert (first / "metrics.json").stat().st_mtime_ns == first_written  # finished: not run again
+    assert "] final-lora-s0-lr0.001" not in log and "] final-vqc-s0-lr0.001" in log  # only unfinished ones run
+    assert "Resuming from" in (second / "driver.log").read_text()  # interrupted: resumed from its checkpoint
+    lines = [json.loads(x) for x in (out / "runs.jsonl").read_text().splitlines()]
+    assert sorted((r["arm"], r["seed"]) for r in lines) == [("lora", 0), ("lora", 1), ("vqc", 0), ("vqc", 1)]
+    assert all(r["steps"] == 4 and r["val_loss"] is not None for r in lines)
+    table = (out / "report.md").read_text()
+    rows = [row for row in table.splitlines() if row.startswith("| lora |") or row.startswith("| vqc |")]
+    assert len(rows) == 2 and all(row.split("|")[4].strip() == "2" for row in rows)  # both arms, both seeds
+    assert "| vqc - lora | 2 |" in table
+    assert (out / "val_loss.png").stat().st_size > 0
+
+
+def test_intervals_and_paired_verdicts_by_hand() -> None:
+    mean, std, half = study_report.interval([1.0, 1.2, 1.1])
+    assert mean == pytest.approx(1.1) and std == pytest.approx(0.1)
+    assert half == pytest.approx(4.302652729911275 * 0.1 / math.sqrt(3))  # t(0.975, 2 df) x std / sqrt(n)
+
+    def run(arm: str, seed: int, loss: float) -> dict:
+        return {"phase": "final", "arm": arm, "seed": seed, "val_loss": loss}
+
+    clear = [run("vqc", s, 1.0 + s / 10) for s in range(3)] + [
+        run("lora", s, 1.1 + s / 10 + 0.001 * s) for s in range(3)
+    ]
+    assert "| vqc - lora | 3 | -0.1010 | [-0.1035, -0.0985] | a better |" in study_report.paired(clear)
+    mixed = [run("vqc", s, 1.0) for s in range(3)] + [run("lora", s, 1.0 + d) for s, d in enumerate([0.1, -0.1, 0.02])]
+    assert "no measurable difference" in study_report.paired(mixed)
