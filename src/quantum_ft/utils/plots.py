@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure  # not pyplot: saving a plot leaves the user's backend alone
 
@@ -45,15 +46,7 @@ def plot_losses(csv_root: Path, out_png: Path, title: str = "", quantity: str = 
         ax.plot(steps, ema(values), color="tab:blue", label=f"{train_name} (EMA 0.8)")
     if val:
         ax.plot(*zip(*val), "o-", label=val_name)
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel(quantity)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    return out_png
+    return finish(fig, ax, "optimiser step", quantity, title, out_png)
 
 
 def plot_lr_find(lrs: list[float], losses: list[float], suggestion: float | None, out_png: Path) -> Path:
@@ -64,9 +57,14 @@ def plot_lr_find(lrs: list[float], losses: list[float], suggestion: float | None
     if suggestion is not None:
         ax.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggested lr {suggestion:.3g}")
     ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("loss")
-    ax.set_title("LR finder")
+    return finish(fig, ax, "learning rate", "loss", "LR finder", out_png)
+
+
+def finish(fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str, out_png: Path) -> Path:
+    """Labels, grid, legend, layout, and the PNG written (its folder made)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
