@@ -59,7 +59,7 @@ def split_effective_batch(effective: int, fits: int) -> tuple[int, int]:
 
 def check_tunable(cfg: DictConfig, run: Run) -> None:
     """Refuse, with what to change, what the tuner cannot do here."""
-    asked = [k for k in ("batch_size", "lr") if cfg.tune.get(k)]
+    asked = [k for k in ("batch_size", "lr") if (cfg.get("tune") or {}).get(k)]
     if not asked:
         return
     if not getattr(run.module, "tunable", False):
@@ -68,7 +68,7 @@ def check_tunable(cfg: DictConfig, run: Run) -> None:
             "set tune.batch_size=false tune.lr=false (GRPO's memory is set by data.batch_size x stage.group_size x "
             "stage.max_new_tokens)."
         )
-    if cfg.tune.get("batch_size") and run.trainer.world_size > 1:
+    if "batch_size" in asked and run.trainer.world_size > 1:
         raise ConfigError(
             "tune.batch_size=true runs in one process (Lightning's batch-size finder does not support distributed "
             "strategies): tune on one device, then pass the micro-batch it found as data.batch_size and "
@@ -80,12 +80,16 @@ def tune(run: Run) -> Tuned:
     """Tune what cfg.tune asks for, apply it to the run, and record it; on a resumed run, re-apply the record."""
     cfg = run.cfg
     check_tunable(cfg, run)
-    if not (cfg.tune.get("batch_size") or cfg.tune.get("lr")):
+    settings = cfg.get("tune") or {}
+    if not (settings.get("batch_size") or settings.get("lr")):
         return Tuned()
     record = run.out / TUNED_FILE
     if run.ckpt_path is not None and record.is_file():
         tuned = Tuned(**json.loads(record.read_text()))
         log.info("Resuming with the settings tuned before (%s): %s", record, tuned.summary())
+    elif run.ckpt_path is not None:  # its checkpoint was made untuned: tuning now would change what it resumes
+        log.warning("Resuming %s, which was not tuned (no %s): tune.* is ignored for it.", run.ckpt_path, record)
+        return Tuned()
     else:
         tuned = Tuned()
         if cfg.tune.get("batch_size"):
