@@ -78,6 +78,7 @@ def summarise(out: Path) -> str:
         arm, seed = directory.name.rsplit("-s", 1)
         backward = [v for _, v in read_metric_series(directory / "csv", "quantum_opt/backward_s")]
         fraction = [v for _, v in read_metric_series(directory / "csv", "quantum_opt/trainable_fraction")]
+        step = [v for _, v in read_metric_series(directory / "csv", "train/resources/step_s")]
         decisions = read_journal(directory / "quantum_opt.jsonl") if (directory / "quantum_opt.jsonl").exists() else []
         rows.append(
             {
@@ -86,16 +87,18 @@ def summarise(out: Path) -> str:
                 "val_loss": metrics.get("val/loss_after"),
                 "wall_time_s": metrics.get("wall_time_s"),
                 "backward_s": statistics.median(backward) if backward else None,
+                "step_s": statistics.median(step[1:] or step) if step else None,
                 "trainable_fraction": statistics.fmean(fraction) if fraction else 1.0,
                 "approximation_ratio": [d["approximation_ratio"] for d in decisions if d.get("approximation_ratio")],
                 "solver_s": [d["seconds"] for d in decisions],
+                "p_optimum": [d["info"]["p_optimum"] for d in decisions if "p_optimum" in d.get("info", {})],
             }
         )
     atomic_text(out / "runs.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     lines = [
-        "| arm | seeds | val loss mean ± std | 95% half-width | wall s | backward s/step | trainable fraction |"
-        " QUBO approx. ratio | solver s per decision |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| arm | seeds | val loss mean ± std | 95% half-width | wall s | step s | backward s | trainable fraction |"
+        " approx. ratio | QAOA P(optimum) | solver s per decision |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for arm in ARMS:
         rs = [r for r in rows if r["arm"] == arm]
@@ -107,12 +110,16 @@ def summarise(out: Path) -> str:
         ratios = [x for r in rs for x in r["approximation_ratio"]]
         solver = [x for r in rs for x in r["solver_s"]]
         backward = [r["backward_s"] for r in rs if r["backward_s"] is not None]
+        step = [r["step_s"] for r in rs if r["step_s"] is not None]
+        p_opt = [x for r in rs for x in r["p_optimum"]]
         lines.append(
             f"| {arm} | {len(rs)} | {statistics.fmean(losses):.4f} ± {std:.4f} | {half:.4f} |"
             f" {statistics.fmean(r['wall_time_s'] for r in rs):.0f} |"
+            f" {statistics.fmean(step) if step else math.nan:.2f} |"
             f" {statistics.fmean(backward) if backward else math.nan:.3f} |"
             f" {statistics.fmean(r['trainable_fraction'] for r in rs):.2f} |"
             f" {statistics.fmean(ratios) if ratios else math.nan:.3f} |"
+            f" {statistics.fmean(p_opt) if p_opt else math.nan:.3f} |"
             f" {statistics.fmean(solver) if solver else math.nan:.3f} |"
         )
     text = "\n".join(lines) + "\n"
