@@ -25,7 +25,12 @@ EVERY_3 = ["callbacks.quantum_opt.every=3", "callbacks.quantum_opt.layers_per_un
 
 
 def test_units_are_whole_layers() -> None:
-    names = [f"base_model.model.model.layers.{i}.self_attn.{m}.lora_{ab}.default.weight" for i in range(4) for m in "qv" for ab in "AB"]
+    names = [
+        f"base_model.model.model.layers.{i}.self_attn.{m}.lora_{ab}.default.weight"
+        for i in range(4)
+        for m in "qv"
+        for ab in "AB"
+    ]
     units = layer_units(names, 2)
     assert [len(u) for u in units] == [8, 8] and all(".layers.0." in n or ".layers.1." in n for n in units[0])
     with pytest.raises(ConfigError, match=r"does not divide the model's 4 layers .*choose one of \[1, 2, 4\]"):

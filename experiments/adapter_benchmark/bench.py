@@ -87,6 +87,27 @@ def circuit_case(n: int, layers: int, device: str, quick: bool) -> dict:
     }
 
 
+PEAK_GFLOPS = 2 * 32 * 2.6  # fp32, 2 cores x 2 AVX-512 FMA (32 flop/cycle) x 2.6 GHz reported (no turbo assumed)
+
+
+def roofline(device: str) -> dict:
+    """The n = 10 fused mode's dominant work, three [8192 x 1024] x [1024 x 2048] matrix products (forward, and the
+    backward's two), as a flop count, with what this machine reaches on that product alone and on a streaming
+    copy (memory bandwidth), measured here and now."""
+    rows, dim = ROWS, 2**10
+    a, b = torch.rand(rows, dim, device=device), torch.rand(dim, 2 * dim, device=device)
+    gemm_s = timed(lambda: a @ b, 5)
+    big = torch.rand(64 * 2**20, device=device)
+    out = torch.empty_like(big)
+    copy_s = timed(lambda: out.copy_(big), 5)
+    return {
+        "fused_n10_gemm_gflop": 3 * 2 * rows * dim * 2 * dim / 1e9,
+        "plain_gemm_gflops": 2 * rows * dim * 2 * dim / gemm_s / 1e9,
+        "copy_gb_per_s": 2 * big.numel() * 4 / copy_s / 1e9,
+        "peak_gflops_assumed": PEAK_GFLOPS if device == "cpu" else None,
+    }
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -195,6 +216,8 @@ def markdown(results: dict) -> str:
             )
         lines.append("")
     if results["train_steps"]:
+        if results.get("train_steps_from"):
+            lines += [f"Training steps below: from {results['train_steps_from']}.", ""]
         lines += [
             "| adapter | trainable | step time | ratio to LoRA | peak memory | step memory over the loaded model |",
             "|---|---:|---:|---:|---:|---:|",
@@ -238,8 +261,17 @@ def main() -> None:
             f" (x{c['speedup_vs_lightning_qubit']:.1f})",
             flush=True,
         )
+    roof = roofline(args.device)
+    for c in circuits:
+        if c["n"] == 10 and c["mode"] == "fused":
+            c["gemm_gflops_achieved"] = roof["fused_n10_gemm_gflop"] / (c["torch_ms"] / 1e3)
+    print(f"  roofline {roof}", flush=True)
     steps = [] if args.skip_train else train_steps(args.device, 1 if args.quick else args.steps)
-    results = {"info": info, "circuits": circuits, "train_steps": steps}
+    results = {"info": info, "circuits": circuits, "roofline": roof, "train_steps": steps}
+    if args.skip_train and Path(args.out).exists():  # keep the earlier run's training steps, labelled as such
+        earlier = json.loads(Path(args.out).read_text())
+        results["train_steps"] = earlier.get("train_steps", [])
+        results["train_steps_from"] = earlier.get("train_steps_from", "the 2026-11-21 run (this run used --skip-train)")
     Path(args.out).write_text(json.dumps(results, indent=2))
     Path(args.out).with_suffix(".md").write_text(markdown(results) + "\n")
     summary = {

@@ -1,0 +1,88 @@
+"""The torch engine's fast paths (quantum/vqc.py) against PennyLane and against each other: dense fused factors
+(n <= DENSE_QUBITS), fused by blocks, two-block gate path, per-row blocks when re-uploading, and the plan's folds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from quantum_ft.quantum import VQCSpec, make_circuit
+from quantum_ft.quantum.vqc import DENSE_QUBITS, choose_mode, compile_plan, simulate
+
+
+def outputs_and_grads(fn, h0: torch.Tensor, theta0: torch.Tensor, weights: torch.Tensor):
+    h, theta = h0.clone().requires_grad_(True), theta0.clone().requires_grad_(True)
+    z = fn(h, theta)
+    (z * weights).sum().backward()
+    return z.detach(), h.grad, theta.grad
+
+
+def inputs(spec: VQCSpec, rows: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(rows, spec.n_qubits, generator=g, dtype=torch.float64)
+    theta = torch.rand(spec.weight_shape, generator=g, dtype=torch.float64) * 2 * math.pi
+    return h, theta, torch.randn(rows, spec.n_qubits, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("n,layers,reupload", [(6, 2, False), (7, 1, False), (7, 2, True)])
+def test_wide_paths_match_pennylane(n: int, layers: int, reupload: bool) -> None:
+    """n = 6: the dense fused chain at its widest; n = 7: fused by blocks, two-block gates, per-row blocks."""
+    assert DENSE_QUBITS == 6
+    spec = VQCSpec(n, layers, reupload)
+    h, theta, w = inputs(spec, 3, seed=n)
+    ref = outputs_and_grads(make_circuit(spec, "pennylane", "default.qubit"), h, theta, w)
+    for mode in ["gates"] if reupload else ["gates", "fused"]:
+        ours = outputs_and_grads(make_circuit(spec, "torch", mode=mode), h, theta, w)
+        for name, a, b in zip(["<Z>", "d/dh", "d/dtheta"], ours, ref):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=0, msg=f"{mode} {name}")
+
+
+@pytest.mark.parametrize("n,layers", [(2, 1), (3, 4), (5, 3), (8, 2), (11, 1)])
+def test_fused_equals_gates(n: int, layers: int) -> None:
+    spec = VQCSpec(n, layers)
+    h, theta, w = inputs(spec, 5)
+    fused = outputs_and_grads(lambda a, b: simulate(a, b, spec, "fused"), h, theta, w)
+    gates = outputs_and_grads(lambda a, b: simulate(a, b, spec, "gates"), h, theta, w)
+    for a, b in zip(fused, gates):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=0)
+
+
+def test_plan_folds_the_first_rotation_and_drops_the_last_ring() -> None:
+    spec = VQCSpec(4, 3)
+    plan = compile_plan(spec)
+    assert plan.encode == ((0, 1, 2, 3), (0, 1, 2, 3))  # RY(h_i) RY(theta[0, 0, i]) as one rotation
+    assert plan.steps[0][0] == "phase" and plan.steps[-1][0] == "ry"  # no phase right before the measurement
+    assert len(plan.ry) == 2 * 3 - 1 and len(plan.phase_index) == 2 * 3 - 1
+    reupload = compile_plan(VQCSpec(4, 3, reupload=True))
+    assert [kind for kind, _ in reupload.steps].count("row") == 2  # RY(h) RY(a_k) folded for k = 1, 2
+
+
+@pytest.mark.parametrize("mode", ["gates", "fused"])
+def test_bfloat16_runs_close_to_float64(mode: str) -> None:
+    spec = VQCSpec(5, 2)
+    h, theta, _ = inputs(spec, 4)
+    low = simulate(h.bfloat16(), theta.bfloat16(), spec, mode)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.double(), simulate(h, theta, spec, mode), atol=0.05, rtol=0)
+
+
+def test_choose_mode() -> None:
+    assert choose_mode(VQCSpec(10, 2), 8192) == "fused"
+    assert choose_mode(VQCSpec(4, 10), 8192) == "fused"
+    assert choose_mode(VQCSpec(10, 2), 4) == "gates"  # few rows: building the 2^n-square matrix costs more
+    assert choose_mode(VQCSpec(4, 2, reupload=True), 8192) == "gates"
+
+
+def test_tables_first_built_under_inference_mode_still_train() -> None:
+    """A validation (inference mode) before training builds the cached tables first; training must still work."""
+    from quantum_ft.quantum.circuit import VQCSpec
+    from quantum_ft.quantum.vqc import simulate
+
+    spec = VQCSpec(3, 2)
+    with torch.inference_mode():
+        simulate(torch.rand(4, 3, dtype=torch.float64), torch.rand(2, 4, 3, dtype=torch.float64), spec)
+    theta = torch.rand(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    simulate(torch.rand(4, 3, dtype=torch.float64), theta, spec).sum().backward()
+    assert theta.grad is not None and torch.isfinite(theta.grad).all()
