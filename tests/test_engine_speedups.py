@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from quantum_ft.quantum import VQCSpec, make_circuit
-from quantum_ft.quantum.vqc import DENSE_QUBITS, choose_mode, compile_plan, simulate
+from quantum_ft.quantum.vqc import DENSE_QUBITS, choose_mode, compile_plan, light_cones, simulate
 
 
 def outputs_and_grads(fn, h0: torch.Tensor, theta0: torch.Tensor, weights: torch.Tensor):
@@ -49,6 +49,30 @@ def test_fused_equals_gates(n: int, layers: int) -> None:
         torch.testing.assert_close(a, b, atol=1e-11, rtol=0)
 
 
+@pytest.mark.parametrize("n,layers", [(5, 1), (8, 2)])
+def test_light_cone_mode_matches_pennylane(n: int, layers: int) -> None:
+    """Each <Z_j> from its light cone alone (3 wires at L = 1, 7 at L = 2), outputs and both gradients."""
+    spec = VQCSpec(n, layers)
+    h, theta, w = inputs(spec, 3, seed=n)
+    ref = outputs_and_grads(make_circuit(spec, "pennylane", "default.qubit"), h, theta, w)
+    ours = outputs_and_grads(make_circuit(spec, "torch", mode="cone"), h, theta, w)
+    for name, a, b in zip(["<Z>", "d/dh", "d/dtheta"], ours, ref):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0, msg=name)
+
+
+def test_light_cones_widen_by_one_wire_per_crz_run() -> None:
+    """L layers leave 2L - 1 CRZ runs (the last is dropped); each widens the cone by a wire on each side, as a
+    run (its gates commute), not as a chain around the ring."""
+    for layers, width in [(1, 3), (2, 7), (3, 11)]:
+        cones = light_cones(VQCSpec(12, layers))
+        assert cones.center == (width - 1) // 2 and {p.n for p in cones.plans} == {width}
+        assert len(cones.plans) == 12
+    assert light_cones(VQCSpec(6, 2)) is None  # 7 > 6: the whole register
+    assert light_cones(VQCSpec(12, 1, reupload=True)) is None
+    with pytest.raises(ValueError, match="light cone is the whole register"):
+        simulate(torch.zeros(2, 4), torch.zeros(2, 4, 4), VQCSpec(4, 2), "cone")
+
+
 def test_plan_folds_the_first_rotation_and_drops_the_last_ring() -> None:
     spec = VQCSpec(4, 3)
     plan = compile_plan(spec)
@@ -59,9 +83,9 @@ def test_plan_folds_the_first_rotation_and_drops_the_last_ring() -> None:
     assert [kind for kind, _ in reupload.steps].count("row") == 2  # RY(h) RY(a_k) folded for k = 1, 2
 
 
-@pytest.mark.parametrize("mode", ["gates", "fused"])
-def test_bfloat16_runs_close_to_float64(mode: str) -> None:
-    spec = VQCSpec(5, 2)
+@pytest.mark.parametrize("mode,n", [("gates", 5), ("fused", 5), ("cone", 8)])
+def test_bfloat16_runs_close_to_float64(mode: str, n: int) -> None:
+    spec = VQCSpec(n, 2)
     h, theta, _ = inputs(spec, 4)
     low = simulate(h.bfloat16(), theta.bfloat16(), spec, mode)
     assert low.dtype == torch.bfloat16
@@ -69,7 +93,8 @@ def test_bfloat16_runs_close_to_float64(mode: str) -> None:
 
 
 def test_choose_mode() -> None:
-    assert choose_mode(VQCSpec(10, 2), 8192) == "fused"
+    assert choose_mode(VQCSpec(10, 2), 8192) == "cone"  # 7-wire cones: ~1/10 of the fused mode's flops
+    assert choose_mode(VQCSpec(10, 10), 8192) == "fused"  # the cone is the whole register
     assert choose_mode(VQCSpec(4, 10), 8192) == "fused"
     assert choose_mode(VQCSpec(10, 2), 4) == "gates"  # few rows: building the 2^n-square matrix costs more
     assert choose_mode(VQCSpec(4, 2, reupload=True), 8192) == "gates"

@@ -214,6 +214,7 @@ def test_quanta_merge_keeps_the_function() -> None:
         ),
         (lambda: QuanTAConfig(per_dim_features=[4, 4, 4], q_d=4, target_modules=["q_proj"]), "q_d=4"),
         (lambda: TQConfig(reupload=True, target_modules=["q_proj"]), "encodes the input once"),
+        (lambda: VQCConfig(mode="cone", n_qubits=4, n_layers=2, target_modules=["q_proj"]), "a cone is all of it"),
     ],
 )
 def test_bad_settings_are_explained(make, match: str) -> None:

@@ -33,7 +33,7 @@ from quantum_ft.adapters.peft_registry import init_linear_layer, peft_type, regi
 from quantum_ft.quantum.backends import ENGINES, PENNYLANE_DEVICES, make_circuit
 from quantum_ft.quantum.circuit import MAX_QUBITS, VQCSpec
 from quantum_ft.quantum.classical_twin import classical_twin
-from quantum_ft.quantum.vqc import MODES
+from quantum_ft.quantum.vqc import MODES, light_cones
 from quantum_ft.utils.dtypes import resolve_dtype
 
 INITS = ("zero_up", "reference")
@@ -52,7 +52,7 @@ class VQCConfig(PeftConfig):
     map_bias: bool = field(default=False, metadata={"help": "biases in the down/up maps (off, like LoRA)"})
     backend: str = field(default="torch", metadata={"help": "torch | pennylane | classical (the control)"})
     device: str = field(default="default.qubit", metadata={"help": "PennyLane device when backend=pennylane"})
-    mode: str = field(default="auto", metadata={"help": "torch engine: auto | gates | fused"})
+    mode: str = field(default="auto", metadata={"help": "torch engine: auto | gates | fused | cone"})
     circuit_dtype: str = field(default="float32", metadata={"help": "precision of down-map, circuit, up-map"})
     target_modules: list[str] | str | None = field(default=None, metadata={"help": "modules to adapt"})
     modules_to_save: list[str] | None = field(default=None, metadata={"help": "extra modules to train"})
@@ -80,6 +80,11 @@ class VQCConfig(PeftConfig):
             problems.append(f"device={self.device!r} must be one of {sorted(PENNYLANE_DEVICES)}")
         if self.mode not in MODES:
             problems.append(f"mode={self.mode!r} must be one of {MODES}")
+        elif self.mode == "cone" and not problems and light_cones(self.spec) is None:
+            problems.append(
+                f"mode=cone needs light cones narrower than the register: with n_qubits={self.n_qubits}, "
+                f"n_layers={self.n_layers}{', reupload' if self.reupload else ''} a cone is all of it (use mode=auto)"
+            )
         if problems:
             raise ValueError(f"Bad {self.method_name()} adapter settings: " + "; ".join(problems) + ".")
 

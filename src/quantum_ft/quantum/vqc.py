@@ -9,7 +9,7 @@ The gate list is compiled once per spec into a plan of layers (compile_plan):
   - the first layer acts on |0...0>, so it is a product state: a tree of n - 1 outer products.
 The state is kept in real arithmetic, (real, imaginary) parts, so it works in bfloat16 too: an RY layer is a real
 matrix per block of <= BLOCK wires (a tree of Kronecker products, built for all layers at once), a phase run a
-(cos, sin) per basis state (all runs from one product of angles and a sign table). Two exact evaluation modes:
+(cos, sin) per basis state (all runs from one product of angles and a sign table). Three exact evaluation modes:
   - "gates": apply the layers to the batch of encoded states (cost ~ rows * 2^n * layers * 2^BLOCK); a shared
     block is one plain matrix product on the fastest-varying wires followed by a transposing copy that rotates
     the next block into that place;
@@ -19,7 +19,11 @@ matrix per block of <= BLOCK wires (a tree of Kronecker products, built for all 
     DENSE_QUBITS wires that matrix is a chain of dense factors, one per RY layer and its following phase, all
     built at once (a few dozen tensor ops whatever the depth: at small n the cost is per-op overhead); above,
     the layers are applied to the 2^n basis states as in the gate path.
-choose_mode picks between them by a cost estimate.
+  - "cone": when every wire's backward light cone is narrower than the register (shallow circuits on many
+    wires: each CRZ run widens it by one wire a side), each <Z_j> comes from its cone alone, in the Heisenberg
+    picture: the cone's circuit as a dense matrix, the observable M_j it makes of Z_j, and psi^T M_j psi on the
+    cone's product state (cost ~ rows * n * 4^c for cones of c wires instead of rows * 2 * 4^n).
+choose_mode picks among them by a cost estimate.
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ from functools import lru_cache
 
 import torch
 
-from quantum_ft.quantum.circuit import VQCSpec, circuit_gates
+from quantum_ft.quantum.circuit import Gate, VQCSpec, circuit_gates
 
-MODES = ("auto", "gates", "fused")
+MODES = ("auto", "gates", "fused", "cone")
 BLOCK = 5  # at most this many wires per Kronecker block of an RY layer (32 x 32 matrices)
 DENSE_QUBITS = 6  # up to this width the fused mode multiplies dense 2^(n+1)-square factors (few ops)
 
@@ -66,16 +70,27 @@ def _flat(index: tuple[int, ...], n: int) -> int:
 @lru_cache(maxsize=64)
 def compile_plan(spec: VQCSpec) -> Plan:
     """Merge the gate list into RY layers and CRZ runs, fold, and drop the final diagonal run (see module doc)."""
-    n = spec.n_qubits
+    return _compile(spec.n_qubits, _trimmed_gates(spec), spec.n_qubits)
+
+
+def _trimmed_gates(spec: VQCSpec) -> tuple[Gate, ...]:
+    """The gate list without its final run of CRZ gates: diagonal right before a Z measurement, no effect on <Z>."""
+    gates = circuit_gates(spec, with_encoding=True)
+    while gates and gates[-1].name == "crz":
+        gates.pop()
+    return tuple(gates)
+
+
+def _compile(width: int, gates: tuple[Gate, ...], n: int) -> Plan:
+    """The plan of `gates` on wires 0..width-1; their angles index h and theta of a spec of n qubits (width < n
+    for a light cone, whose wires are renumbered but read the spec's angles)."""
     layers: list[list] = []  # ["ry", h column per wire, theta index per wire] | ["crz", pairs, theta indices]
-    for g in circuit_gates(spec, with_encoding=True):
+    for g in gates:
         last = layers[-1] if layers else None
         if g.name == "ry":
-            slot, value = (
-                (1, g.index[0]) if g.source == "input" else (2, (g.index[0] * 4 + g.index[1]) * n + g.index[2])
-            )
+            slot, value = (1, g.index[0]) if g.source == "input" else (2, _flat(g.index, n))
             if last is None or last[0] != "ry" or last[slot][g.wires[0]] != -1:
-                last = ["ry", [-1] * n, [-1] * n]
+                last = ["ry", [-1] * width, [-1] * width]
                 layers.append(last)
             last[slot][g.wires[0]] = value
         else:
@@ -84,25 +99,24 @@ def compile_plan(spec: VQCSpec) -> Plan:
                 layers.append(last)
             last[1].append(tuple(g.wires))
             last[2].append(_flat(g.index, n))
-    while layers and layers[-1][0] == "crz":  # diagonal right before a Z measurement: no effect on <Z>
-        layers.pop()
-    encode = ((-1,) * n, (-1,) * n)
+    encode = ((-1,) * width, (-1,) * width)
     if layers and layers[0][0] == "ry":
         encode = (tuple(layers[0][1]), tuple(layers[0][2]))
         layers = layers[1:]
     steps, ry, rows, phase_index, phase_pairs = [], [], [], [], []
     for kind, a, b in layers:
-        if kind == "crz":
+        if kind == "crz":  # a run's gates commute: in a canonical order, so equal structures compare equal
+            pairs, index = zip(*sorted(zip(a, b))) if a else ((), ())
             steps.append(("phase", len(phase_index)))
-            phase_index.append(tuple(b))
-            phase_pairs.append(tuple(a))
+            phase_index.append(tuple(index))
+            phase_pairs.append(tuple(pairs))
         elif any(c >= 0 for c in a):
             steps.append(("row", len(rows)))
             rows.append((tuple(a), tuple(b)))
         else:
             steps.append(("ry", len(ry)))
             ry.append(tuple(b))
-    return Plan(n, encode, tuple(steps), tuple(ry), tuple(rows), tuple(phase_index), tuple(phase_pairs))
+    return Plan(width, encode, tuple(steps), tuple(ry), tuple(rows), tuple(phase_index), tuple(phase_pairs))
 
 
 def _normal_tensors(build):
@@ -177,18 +191,23 @@ class Tables:
 @lru_cache(maxsize=64)
 @_normal_tensors
 def _tables(spec: VQCSpec, device: torch.device, dtype: torch.dtype) -> Tables:
-    plan, n = compile_plan(spec), spec.n_qubits
+    return _plan_tables(compile_plan(spec), spec, device, dtype)
+
+
+def _plan_tables(plan: Plan, spec: VQCSpec, device: torch.device, dtype: torch.dtype) -> Tables:
+    """Tables of a plan on plan.n wires whose angles index the spec's h and theta (padded: see _padded)."""
+    n, width = spec.n_qubits, plan.n
     zero_w = n * 4 * spec.n_layers  # index of the zero appended to theta.flatten()
 
     def idx(values, zero: int) -> list[int]:
         return [v if v >= 0 else zero for v in values]
 
-    def tensor(rows: list, width: int) -> torch.Tensor:
-        return torch.tensor(rows, dtype=torch.long, device=device).reshape(-1, width)
+    def tensor(rows: list, columns: int) -> torch.Tensor:
+        return torch.tensor(rows, dtype=torch.long, device=device).reshape(-1, columns)
 
     gates = max((len(p) for p in plan.phase_index), default=1)
-    bits = _bits(n, device).to(dtype)
-    coef = torch.zeros(len(plan.phase_index) + 1, gates, 2**n, dtype=dtype, device=device)
+    bits = _bits(width, device).to(dtype)
+    coef = torch.zeros(len(plan.phase_index) + 1, gates, 2**width, dtype=dtype, device=device)
     phase_index = []
     for j, (index, pairs) in enumerate(zip(plan.phase_index, plan.phase_pairs)):
         # CRZ(t) = diag(1, 1, e^{-it/2}, e^{it/2}): a phase of -+t/2 when the control is 1 (target 0 / 1)
@@ -198,11 +217,11 @@ def _tables(spec: VQCSpec, device: torch.device, dtype: torch.dtype) -> Tables:
     phase_index.append([zero_w] * gates)
     signs = 1 - 2 * bits
     return Tables(
-        encode_h=tensor(idx(plan.encode[0], n), n)[0],
-        encode_w=tensor(idx(plan.encode[1], zero_w), n)[0],
-        ry=tensor([idx(r, zero_w) for r in plan.ry] + [[zero_w] * n], n),
-        rows_h=tensor([idx(h, n) for h, _ in plan.rows], n),
-        rows_w=tensor([idx(w, zero_w) for _, w in plan.rows], n),
+        encode_h=tensor(idx(plan.encode[0], n), width)[0],
+        encode_w=tensor(idx(plan.encode[1], zero_w), width)[0],
+        ry=tensor([idx(r, zero_w) for r in plan.ry] + [[zero_w] * width], width),
+        rows_h=tensor([idx(h, n) for h, _ in plan.rows], width),
+        rows_w=tensor([idx(w, zero_w) for _, w in plan.rows], width),
         phase_index=tensor(phase_index, gates),
         phase_coef=coef,
         signs2=torch.cat([signs, signs]),
@@ -215,8 +234,9 @@ def _padded(h: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 def _phases(tables: Tables, theta_pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin) of every CRZ run's phase per basis state, [runs + 1, 2^n] each, in one product."""
-    phase = (theta_pad[tables.phase_index][:, None, :] @ tables.phase_coef)[:, 0]
+    """(cos, sin) of every CRZ run's phase per basis state, [..., runs + 1, 2^n] each, in one product (leading
+    dims: those of the tables' index, one per light cone)."""
+    phase = (theta_pad[tables.phase_index].unsqueeze(-2) @ tables.phase_coef).squeeze(-2)
     return torch.cos(phase), torch.sin(phase)
 
 
@@ -296,7 +316,7 @@ def simulate_gates(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch
 def _dense_circuit(plan: Plan, tables: Tables, theta_pad: torch.Tensor) -> torch.Tensor:
     """The steps as one matrix [2^n, 2 * 2^n] = (re | im) of the output for a real input row: a chain of factors
     (RY layer) x (following phase), each the real form [[R C, R S], [-R S, R C]] of a complex 2^n matrix, all built
-    at once."""
+    at once. Tables with leading dims (one per light cone) give a matrix per cone."""
     ry_rows, phase_rows, identity, no_phase = [], [], len(plan.ry), len(plan.phase_index)
     for kind, j in plan.steps:
         if kind == "ry":
@@ -308,14 +328,18 @@ def _dense_circuit(plan: Plan, tables: Tables, theta_pad: torch.Tensor) -> torch
             ry_rows.append(identity)
             phase_rows.append(j)
     dim = 2**plan.n
+    lead = tables.ry.shape[:-2]
     if not ry_rows:
-        return torch.eye(dim, 2 * dim, dtype=theta_pad.dtype, device=theta_pad.device)
-    rot = ry_matrix(theta_pad[tables.ry[ry_rows]])  # [factors, 2^n, 2^n]
+        return torch.eye(dim, 2 * dim, dtype=theta_pad.dtype, device=theta_pad.device).expand(*lead, dim, 2 * dim)
+    rot = ry_matrix(theta_pad[tables.ry[..., ry_rows, :]])  # [..., factors, 2^n, 2^n]
     cos, sin = _phases(tables, theta_pad)
-    rc, rs = rot * cos[phase_rows][:, None, :], rot * sin[phase_rows][:, None, :]
-    factors = torch.cat([torch.cat([rc, rs], 2), torch.cat([-rs, rc], 2)], 1).unbind(0)
-    first = factors[0][:dim]  # the input is real: only the real half of the first factor's rows
-    return torch.linalg.multi_dot([first, *factors[1:]]) if len(factors) > 1 else first
+    cos, sin = cos[..., phase_rows, :].unsqueeze(-2), sin[..., phase_rows, :].unsqueeze(-2)
+    rc, rs = rot * cos, rot * sin
+    factors = torch.cat([torch.cat([rc, rs], -1), torch.cat([-rs, rc], -1)], -2).unbind(-3)
+    matrix = factors[0][..., :dim, :]  # the input is real: only the real half of the first factor's rows
+    for factor in factors[1:]:  # left to right: [2^n, 2 * 2^n] products, the cheapest order
+        matrix = matrix @ factor
+    return matrix
 
 
 def simulate_fused(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch.Tensor:
@@ -334,6 +358,93 @@ def simulate_fused(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch
     return _measure(_encode(plan, tables, h_pad, theta_pad) @ matrix, tables)
 
 
+@dataclass(frozen=True)
+class Cones:
+    """Every measured wire's backward light cone: one plan per wire, all of one structure (the ring is the same
+    seen from every wire), on the cone's wires renumbered along the ring, and the measured wire's place in it."""
+
+    plans: tuple[Plan, ...]
+    center: int
+
+
+def _light_cone(gates: tuple[Gate, ...], wire: int) -> set[int]:
+    """The wires whose gates can change <Z_wire>: going back from the measurement, a two-wire gate that touches
+    them adds its other wire (a gate that does not touch them commutes with the observable and cancels). A run of
+    CRZ gates is diagonal, its gates commute, so the run is one step: it widens the set by the gates that touch
+    it before the run, not by a chain around the ring."""
+    support, run = {wire}, []
+    for g in reversed((*gates, None)):
+        if g is not None and g.name == "crz":
+            run.append(g.wires)
+            continue
+        touched = [w for wires in run if support.intersection(wires) for w in wires]
+        support.update(touched)
+        run = []
+    return support
+
+
+def _structure(plan: Plan) -> tuple:
+    """What two plans must share to be run as one batch: everything but which angles they read."""
+    masks = [tuple(i >= 0 for i in index) for index in (*plan.encode, *plan.ry, *(i for r in plan.rows for i in r))]
+    return plan.n, plan.steps, plan.phase_pairs, tuple(masks), tuple(len(i) for i in plan.phase_index)
+
+
+@lru_cache(maxsize=64)
+def light_cones(spec: VQCSpec) -> Cones | None:
+    """<Z_j> depends only on the gates inside wire j's backward light cone (exactly: the others cancel in
+    U^dag Z_j U, and the input is a product state). Each CRZ run widens the cone by one wire on each side, so
+    shallow circuits on many wires see a small cone: n = 10, L = 2 has cones of 7 wires (3 runs left after the
+    last is dropped). None when the cone is the whole register, or the data is re-uploaded (the cone mode is
+    fused: data in the first layer only)."""
+    if spec.reupload:
+        return None
+    n, gates = spec.n_qubits, _trimmed_gates(spec)
+    plans = []
+    for wire in range(n):
+        support = _light_cone(gates, wire)
+        radius = (len(support) - 1) // 2
+        arc = [(wire - radius + p) % n for p in range(len(support))]
+        if len(support) == n or set(arc) != support:
+            return None
+        local = {w: p for p, w in enumerate(arc)}
+        inside = [g for g in gates if all(w in local for w in g.wires)]
+        renumbered = tuple(Gate(g.name, tuple(local[w] for w in g.wires), g.source, g.index) for g in inside)
+        plans.append(_compile(len(arc), renumbered, n))
+    if any(_structure(p) != _structure(plans[0]) for p in plans):
+        return None
+    return Cones(tuple(plans), radius)
+
+
+@lru_cache(maxsize=64)
+@_normal_tensors
+def _cone_tables(spec: VQCSpec, device: torch.device, dtype: torch.dtype) -> Tables:
+    """The cones' tables stacked: index tensors get a leading wire dimension; coefficients and signs are shared."""
+    tables = [_plan_tables(plan, spec, device, dtype) for plan in light_cones(spec).plans]
+    stacked = {
+        name: torch.stack([getattr(t, name) for t in tables])
+        for name in ("encode_h", "encode_w", "ry", "rows_h", "rows_w", "phase_index")
+    }
+    return Tables(**stacked, phase_coef=tables[0].phase_coef, signs2=tables[0].signs2)
+
+
+def simulate_cone(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch.Tensor:
+    """<Z_j> for every wire j from its light cone in the Heisenberg picture: the cone's circuit as a matrix
+    A_j [2^c, 2 * 2^c] (dense chain), the observable M_j = A_j diag(z, z) A_j^T (real, symmetric: the input
+    states are real), then <Z_j> = psi^T M_j psi for the cone's product state psi: cost ~ rows * n * 4^c against
+    the fused mode's rows * 2 * 4^n."""
+    cones = light_cones(spec)
+    if cones is None:
+        raise ValueError(f"{spec}: a light cone is the whole register (or the data is re-uploaded): no cone mode.")
+    tables = _cone_tables(spec, h.device, h.dtype)
+    h_pad, theta_pad = _padded(h, theta)
+    circuit = _dense_circuit(cones.plans[0], tables, theta_pad)  # [n, 2^c, 2 * 2^c]
+    observable = (circuit * tables.signs2[:, cones.center]) @ circuit.mT  # [n, 2^c, 2^c]
+    angles = h_pad[:, tables.encode_h] + theta_pad[tables.encode_w]  # [rows, n, c]
+    rows, n, width = angles.shape
+    states = product_state(angles.transpose(0, 1).reshape(n * rows, width)).reshape(n, rows, 2**width)
+    return ((states @ observable) * states).sum(-1).T
+
+
 def choose_mode(spec: VQCSpec, rows: int) -> str:
     """The cheaper exact mode by a cost estimate in which a large dense matrix product (the fused mode's) runs
     about 8x more efficiently per flop than the gate path's block products, phases and copies (measured on the
@@ -341,11 +452,15 @@ def choose_mode(spec: VQCSpec, rows: int) -> str:
     estimate predicts); fused needs a single encoding, and few rows favour the gate path."""
     if spec.reupload:
         return "gates"
-    dim = 2**spec.n_qubits
-    per_row_gates = dim * 2 * spec.n_layers * (2 * 2**BLOCK * len(_blocks(spec.n_qubits)) + 8)
-    gates = rows * per_row_gates
-    fused = dim * per_row_gates + rows * dim * dim * 2 / 8
-    return "fused" if fused < gates else "gates"
+    n, dim = spec.n_qubits, 2**spec.n_qubits
+    per_row_gates = dim * 2 * spec.n_layers * (2 * 2**BLOCK * len(_blocks(n)) + 8)
+    costs = {"gates": rows * per_row_gates, "fused": dim * per_row_gates + rows * dim * dim * 2 / 8}
+    cones = light_cones(spec)
+    if cones is not None:  # psi @ M_j: half the fused product's flops per row at width 2^c, once per wire
+        width = 2 ** cones.plans[0].n
+        factors = len(cones.plans[0].ry) + 1
+        costs["cone"] = n * (factors * width**3 + rows * width * width) / 8
+    return min(costs, key=costs.get)
 
 
 def simulate(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec, mode: str = "auto") -> torch.Tensor:
@@ -353,4 +468,5 @@ def simulate(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec, mode: str = "a
     if mode not in MODES:
         raise ValueError(f"Unknown simulation mode {mode!r}; choose one of {MODES}.")
     mode = choose_mode(spec, h.shape[0]) if mode == "auto" else mode
-    return simulate_fused(h, theta, spec) if mode == "fused" else simulate_gates(h, theta, spec)
+    run = {"fused": simulate_fused, "cone": simulate_cone, "gates": simulate_gates}[mode]
+    return run(h, theta, spec)
