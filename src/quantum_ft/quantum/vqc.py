@@ -143,13 +143,18 @@ def product_state(angles: torch.Tensor) -> torch.Tensor:
     """prod_i RY(angles_i)|0>: real amplitudes [rows, 2^k] for angles [rows, k], as a tree of outer products
     (k - 1 elementwise products), computed with rows as the fastest axis (long vectorised loops; a gather + prod
     over bits, or rows first, costs several times more at small k) and returned as a transposed view."""
+    return product_state_t(angles).T
+
+
+def product_state_t(angles: torch.Tensor) -> torch.Tensor:
+    """product_state's amplitudes as they are computed: [2^k, rows], rows contiguous."""
     half = angles.T / 2
     parts = list(torch.stack([torch.cos(half), torch.sin(half)], 1).unbind(0))  # [2, rows] per wire
     while len(parts) > 1:
         pairs = zip(parts[0::2], parts[1::2])
         merged = [(a[:, None, :] * b[None, :, :]).flatten(0, 1) for a, b in pairs]
         parts = merged + ([parts[-1]] if len(parts) % 2 else [])
-    return parts[0].T
+    return parts[0]
 
 
 def ry_matrix(angles: torch.Tensor) -> torch.Tensor:
@@ -342,20 +347,50 @@ def _dense_circuit(plan: Plan, tables: Tables, theta_pad: torch.Tensor) -> torch
     return matrix
 
 
+class _StatesThroughMatrix(torch.autograd.Function):
+    """<Z_i> of real states sent through a real matrix [2^n, 2 * 2^n] (re | im of the output), in the layout with
+    rows as the fastest axis (states^T [2^n, rows], as product_state_t makes them), backward written out: at
+    small n the cost is the number of passes over [2^n, rows] tensors and how well their products vectorise,
+    not the arithmetic (rows-fast products with a long inner loop; autograd records about twice the ops)."""
+
+    @staticmethod
+    def forward(ctx, states_t, matrix, signs2):
+        out = matrix.T @ states_t  # [2 * 2^n, rows]
+        ctx.save_for_backward(states_t, matrix, out, signs2)
+        return (signs2.T @ out.square()).T  # [rows, n]
+
+    @staticmethod
+    def backward(ctx, grad):
+        states_t, matrix, out, signs2 = ctx.saved_tensors
+        g_out = (signs2 @ grad.T).mul_(out).mul_(2)  # [2 * 2^n, rows]
+        g_states = matrix @ g_out if ctx.needs_input_grad[0] else None
+        g_matrix = (g_out @ states_t.T).T if ctx.needs_input_grad[1] else None
+        return g_states, g_matrix, None
+
+
+def _encode_angles(plan: Plan, tables: Tables, h: torch.Tensor, theta_pad: torch.Tensor) -> torch.Tensor:
+    """The encoding layer's angle per row and wire; h itself (no gather) when wire i reads column i."""
+    if plan.encode[0] == tuple(range(plan.n)):
+        return h + theta_pad[tables.encode_w]
+    h_pad = torch.cat([h, h.new_zeros(h.shape[0], 1)], 1)
+    return h_pad[:, tables.encode_h] + theta_pad[tables.encode_w]
+
+
 def simulate_fused(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch.Tensor:
     plan, tables = compile_plan(spec), _tables(spec, h.device, h.dtype)
     if plan.per_row:
         raise ValueError("The fused mode needs the data encoded once (reupload=false); use mode 'gates'.")
-    h_pad, theta_pad = _padded(h, theta)
+    theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
     if spec.n_qubits <= DENSE_QUBITS:
         matrix = _dense_circuit(plan, tables, theta_pad)
     else:
         eye = torch.eye(2**spec.n_qubits, dtype=h.dtype, device=h.device)
         shared = _shared(plan, tables, theta_pad)
-        matrix = _run_steps(eye, plan, tables, h_pad, theta_pad, shared)  # row j = the circuit applied to |j>
+        matrix = _run_steps(eye, plan, tables, None, theta_pad, shared)  # row j = the circuit applied to |j>
         if matrix.dim() == 3:
             matrix = torch.cat([matrix[0], matrix[1]], 1)
-    return _measure(_encode(plan, tables, h_pad, theta_pad) @ matrix, tables)
+    states_t = product_state_t(_encode_angles(plan, tables, h, theta_pad))
+    return _StatesThroughMatrix.apply(states_t, matrix, tables.signs2)
 
 
 @dataclass(frozen=True)
@@ -439,10 +474,16 @@ def simulate_cone(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch.
     h_pad, theta_pad = _padded(h, theta)
     circuit = _dense_circuit(cones.plans[0], tables, theta_pad)  # [n, 2^c, 2 * 2^c]
     observable = (circuit * tables.signs2[:, cones.center]) @ circuit.mT  # [n, 2^c, 2^c]
-    angles = h_pad[:, tables.encode_h] + theta_pad[tables.encode_w]  # [rows, n, c]
-    rows, n, width = angles.shape
-    states = product_state(angles.transpose(0, 1).reshape(n * rows, width)).reshape(n, rows, 2**width)
-    return ((states @ observable) * states).sum(-1).T
+    n, width, radius = spec.n_qubits, cones.plans[0].n, cones.center
+    if all(p.encode[0] == tuple((j - radius + i) % n for i in range(width)) for j, p in enumerate(cones.plans)):
+        ring = torch.cat([h[:, n - radius :], h, h[:, :radius]], 1)  # wire j's cone: columns j .. j + 2 radius
+        h_cones = ring.T.unfold(0, width, 1)  # [n, rows, c] view (no gather, whose backward scatters)
+    else:
+        h_cones = h_pad[:, tables.encode_h].transpose(0, 1)
+    angles = h_cones + theta_pad[tables.encode_w][:, None, :]  # [n, rows, c]
+    rows = h.shape[0]
+    states = product_state_t(angles.reshape(n * rows, width)).view(2**width, n, rows).transpose(0, 1)
+    return ((observable @ states) * states).sum(1).T  # rows stay the fastest axis: [n, 2^c, rows] products
 
 
 def choose_mode(spec: VQCSpec, rows: int) -> str:
@@ -459,7 +500,7 @@ def choose_mode(spec: VQCSpec, rows: int) -> str:
     if cones is not None:  # psi @ M_j: half the fused product's flops per row at width 2^c, once per wire
         width = 2 ** cones.plans[0].n
         factors = len(cones.plans[0].ry) + 1
-        costs["cone"] = n * (factors * width**3 + rows * width * width) / 8
+        costs["cone"] = n * (factors * width**3 + 4 * rows * width * width) / 8  # ~4x less efficient per flop
     return min(costs, key=costs.get)
 
 
