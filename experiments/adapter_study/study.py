@@ -63,8 +63,9 @@ class Job:
         return out / "runs" / self.name
 
 
-def common(args: argparse.Namespace) -> list[str]:
-    """What every run shares: model, data, schedule, validation, evaluation, checkpoints."""
+def common(args: argparse.Namespace, mmlu: bool = True) -> list[str]:
+    """What every run shares: model, data, schedule, validation, evaluation (MMLU not in the rate sweep: the rate is
+    chosen on validation loss), checkpoints."""
     shared = [
         f"model={args.model}",
         "data=alpaca_demo",
@@ -77,7 +78,7 @@ def common(args: argparse.Namespace) -> list[str]:
         "trainer.enable_progress_bar=false",
         "logger=csv",
     ]
-    if args.mmlu:
+    if args.mmlu and mmlu:
         subjects = ",".join(MMLU_SUBJECTS)
         shared += ["eval.tasks=[mmlu]", f"eval.subjects=[{subjects}]", f"eval.max_samples={args.mmlu}"]
     else:
@@ -114,7 +115,7 @@ def final_jobs(args: argparse.Namespace, rates: dict[str, float]) -> list[Job]:
 def overrides(job: Job, args: argparse.Namespace) -> list[str]:
     """The run's settings (utils.jobs adds its directory and ckpt_path=auto)."""
     arm = ARMS["lora"] if job.phase == "base" else ARMS[job.arm]  # base: LoRA's zero update, never trained
-    settings = [*common(args), *arm, f"seed={job.seed}", f"trainer.max_steps={job.steps}"]
+    settings = [*common(args, mmlu=job.phase != "sweep"), *arm, f"seed={job.seed}", f"trainer.max_steps={job.steps}"]
     if job.lr is not None:
         settings.append(f"optimizer.lr={job.lr}")
     return settings
