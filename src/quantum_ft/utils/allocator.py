@@ -2,7 +2,7 @@
 
 glibc serves an allocation above its mmap threshold (128 KiB, raised dynamically up to 32 MiB) with a fresh
 mmap, and trims the heap top above 128 KiB: every large tensor a CPU step creates then costs a page fault per
-4 KiB page when it is first written, and the kernel zeroes each page. On the 2-core machine that was 20-45% of
+4 KiB page when it is first written, and the kernel zeroes each page. On the 2-core machine that was 15-40% of
 the circuit engine's forward + backward (experiments/adapter_benchmark). Raising both thresholds lets freed
 blocks be reused, as the CUDA caching allocator does on GPUs. The cost: memory freed by the process stays
 resident until it exits (the peak is unchanged). Not applied to training yet: its effect on an LLM step and on
