@@ -1,12 +1,14 @@
-"""experiments/adapter_study: the driver survives being killed mid-grid (finished runs are not repeated, the
-interrupted one resumes from its checkpoint, the table is complete), and the report's statistics are the textbook
-ones (hand-computed Student-t intervals)."""
+"""experiments/adapter_study: the driver survives being killed mid-grid (finished runs are not repeated, even when
+their run directories are gone, as in a fresh clone: the committed journal knows them; the interrupted one resumes
+from its checkpoint; the table is complete), and the report's statistics are the textbook ones (hand-computed
+Student-t intervals)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,12 +68,14 @@ def test_the_study_resumes_after_a_kill_mid_grid(tmp_path: Path) -> None:
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     assert (first / "metrics.json").exists() and not (second / "metrics.json").exists()
-    first_written = (first / "metrics.json").stat().st_mtime_ns
+    journal = [json.loads(x) for x in (out / "runs.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in journal] == [first.name]  # journaled as it finished
+    shutil.rmtree(first)  # as in a fresh clone: run directories are not committed, the journal is
 
     again = start(out)
     log, _ = again.communicate(timeout=300)
     assert again.returncode == 0, log
-    assert (first / "metrics.json").stat().st_mtime_ns == first_written  # finished: not run again
+    assert not first.exists()  # finished (in the journal): not run again
     assert "] final-lora-s0-lr0.001" not in log and "] final-vqc-s0-lr0.001" in log  # only unfinished ones run
     assert "Resuming from" in (second / "driver.log").read_text()  # interrupted: resumed from its checkpoint
     lines = [json.loads(x) for x in (out / "runs.jsonl").read_text().splitlines()]
@@ -98,3 +102,12 @@ def test_intervals_and_paired_verdicts_by_hand() -> None:
     assert "| vqc - lora | 3 | -0.1010 | [-0.1035, -0.0985] | a better |" in study_report.paired(clear)
     mixed = [run("vqc", s, 1.0) for s in range(3)] + [run("lora", s, 1.0 + d) for s, d in enumerate([0.1, -0.1, 0.02])]
     assert "no measurable difference" in study_report.paired(mixed)
+
+
+def test_the_journal_keeps_runs_whose_directories_are_gone_and_names_a_bad_line(tmp_path: Path) -> None:
+    kept = {"name": "final-vqc-s0-lr0.001", "phase": "final", "arm": "vqc", "seed": 0, "val_loss": 1.5}
+    (tmp_path / "runs.jsonl").write_text(json.dumps(kept) + "\n")
+    assert study_report.collect(tmp_path) == [kept]  # no runs/ here: the journal alone
+    (tmp_path / "runs.jsonl").write_text(json.dumps(kept) + "\n{half a line")
+    with pytest.raises(SystemExit, match=r"runs.jsonl line 2 is not JSON .*fix or delete the line"):
+        study_report.read_journal(tmp_path)

@@ -1,12 +1,12 @@
-"""The adapter study's report, from the run directories alone (or, offline, from the runs.jsonl they were read into).
+"""The adapter study's report, from the run directories and the journal of finished runs (runs.jsonl) alone.
 
-    python experiments/adapter_study/report.py experiments/adapter_study/study          # read runs/, write all
-    python experiments/adapter_study/report.py --from-jsonl experiments/adapter_study/study/runs.jsonl
+    python experiments/adapter_study/report.py experiments/adapter_study/study   # runs.jsonl (+ runs/ if here)
 
-Writes beside the runs: runs.jsonl (one line per run: arm, seed, rate, parameters, final and per-validation losses,
-MMLU, tokens/s, peak memory), report.md (the table and the paired comparisons) and val_loss.png (mean validation
-loss per arm with a band of one standard deviation over seeds). Intervals are 95% Student-t intervals over seeds;
-paired comparisons take the difference per seed first (the same data split and order), then its interval.
+Writes beside the runs: runs.jsonl (one line per finished run: arm, seed, rate, parameters, final and per-validation
+losses, MMLU, tokens/s, peak memory; the driver adds each run as it finishes, and it is committed), report.md (the
+table and the paired comparisons) and val_loss.png (mean validation loss per arm with a band of one standard
+deviation over seeds). Intervals are 95% Student-t intervals over seeds; paired comparisons take the difference per
+seed first (the same data split and order), then its interval.
 """
 
 from __future__ import annotations
@@ -58,10 +58,46 @@ def read_run(directory: Path) -> dict[str, Any] | None:
     }
 
 
-def collect(out: Path) -> list[dict[str, Any]]:
-    runs = [r for d in sorted((out / "runs").iterdir()) if d.is_dir() and (r := read_run(d)) is not None]
-    atomic_text(out / "runs.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in runs))
+def read_journal(out: Path) -> dict[str, dict[str, Any]]:
+    """runs.jsonl, the committed journal of finished runs: {run name: its figures}. It outlives the run directories
+    (git-ignored), so a study resumed in a fresh clone skips what an earlier session finished."""
+    try:
+        lines = (out / "runs.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    runs = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            run = json.loads(line)
+        except ValueError as error:
+            where = f"{out / 'runs.jsonl'} line {number}"
+            raise SystemExit(f"{where} is not JSON ({error}): fix or delete the line (its run is redone)") from None
+        runs[run["name"]] = run
     return runs
+
+
+def write_journal(out: Path, runs: dict[str, dict[str, Any]]) -> None:
+    atomic_text(out / "runs.jsonl", "".join(json.dumps(runs[n], sort_keys=True) + "\n" for n in sorted(runs)))
+
+
+def record(out: Path, directory: Path) -> dict[str, Any]:
+    """Add one finished run to the journal (what the driver does after each run); its figures."""
+    run = read_run(directory)
+    if run is None:
+        raise ValueError(f"{directory} has no metrics.json: the run has not finished")
+    write_journal(out, read_journal(out) | {run["name"]: run})
+    return run
+
+
+def collect(out: Path) -> list[dict[str, Any]]:
+    """Every finished run: the journal, updated from the run directories that are here (they win on a clash)."""
+    runs = read_journal(out)
+    directories = sorted((out / "runs").iterdir()) if (out / "runs").is_dir() else []
+    runs |= {r["name"]: r for d in directories if d.is_dir() and (r := read_run(d)) is not None}
+    write_journal(out, runs)
+    return [runs[n] for n in sorted(runs)]
 
 
 def interval(values: list[float]) -> tuple[float, float, float]:
@@ -193,16 +229,8 @@ def report(out: Path, runs: list[dict[str, Any]] | None = None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", nargs="?", type=Path, help="the study folder (with runs/)")
-    parser.add_argument("--from-jsonl", type=Path, help="regenerate from a runs.jsonl instead of run directories")
-    args = parser.parse_args()
-    if args.from_jsonl:
-        runs = [json.loads(line) for line in args.from_jsonl.read_text().splitlines() if line.strip()]
-        report(args.from_jsonl.parent, runs)
-    elif args.out:
-        report(args.out)
-    else:
-        parser.error("give the study folder or --from-jsonl")
+    parser.add_argument("out", type=Path, help="the study folder (runs.jsonl, and runs/ where the runs were made)")
+    report(parser.parse_args().out)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ validation loss chosen, then `--seeds` seeds at that rate for `--steps` optimise
 evaluated once per seed as the floor. Every run of seed s sees the same data split and order whatever the arm
 (data.seed = seed), so arms are compared pairwise by seed.
 
-Resumable: each job is one run directory under <out>/runs/. A job whose metrics.json is there is done and skipped;
-one that was interrupted is started again in its own directory, where `ckpt_path=auto` resumes it from its last
-checkpoint (every `--ckpt-every` steps). Each job is a subprocess, so its peak memory is its own. When the grid is
-done, report.py builds the tables and the plot from the run directories (and writes runs.jsonl beside them, the raw
-per-run metrics the report can be regenerated from offline).
+Resumable: each job is one run directory under <out>/runs/ (git-ignored). When a job finishes, its figures are added
+to <out>/runs.jsonl, the committed journal: a job in the journal, or whose metrics.json is there, is done and
+skipped, also in a fresh clone without runs/ (commit runs.jsonl to carry the study across sessions). A job that was
+interrupted is started again in its own directory, where `ckpt_path=auto` resumes it from its last checkpoint (every
+`--ckpt-every` steps; in a fresh clone, where the checkpoint is gone, it starts over). Each job is a subprocess, so
+its peak memory is its own. When the grid is done, report.py builds the tables and the plot from the journal.
 
     python experiments/adapter_study/study.py                       # the full study (many hours on 2 CPU cores)
     python experiments/adapter_study/study.py --dry-run             # list the jobs and whether each is done
@@ -27,9 +28,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantum_ft.utils.jobs import finished, run_all
+from quantum_ft.utils.jobs import run_all
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from report import collect, read_journal, record, report  # noqa: E402  (beside this file)
 
 # arm -> the adapter overrides that make it. LoRA r 4 is the parameter-matched LoRA: on SmolLM2-135M's q/v it has
 # 230,400 trainable parameters against vqc's and tq's 232,320 (n 4, L 2): 0.8% apart.
@@ -121,20 +124,24 @@ def overrides(job: Job, args: argparse.Namespace) -> list[str]:
     return settings
 
 
-def run_jobs(jobs: list[Job], args: argparse.Namespace, out: Path) -> dict[str, dict]:
-    return run_all([(job.directory(out), overrides(job, args)) for job in jobs])
+def run_jobs(jobs: list[Job], args: argparse.Namespace, out: Path) -> None:
+    """Run the jobs not yet in the journal, adding each to it as it finishes."""
+    journal = {run["name"] for run in collect(out)}  # finished run directories join the journal first
+    todo = [job for job in jobs if job.name not in journal]
+    if len(todo) < len(jobs):
+        print(f"  {len(jobs) - len(todo)} of {len(jobs)} done already (runs.jsonl)", flush=True)
+    run_all([(job.directory(out), overrides(job, args)) for job in todo], after=lambda d: record(out, d))
 
 
 def choose_rates(args: argparse.Namespace, out: Path) -> dict[str, float]:
     """arm -> the rate whose sweep run ended with the lowest validation loss (the only rate when one is given)."""
     if len(args.lrs) < 2:
         return {arm: args.lrs[0] for arm in ARMS}
+    journal = read_journal(out)
     rates = {}
     for arm in args.arms:
-        if arm in RATE_FROM:
-            continue
-        losses = {lr: finished(Job(run_name("sweep", arm, 0, lr), "", arm, 0, lr, 0).directory(out)) for lr in args.lrs}
-        rates[arm] = min(args.lrs, key=lambda lr: losses[lr]["val/loss_after"])
+        if arm not in RATE_FROM:
+            rates[arm] = min(args.lrs, key=lambda lr: journal[run_name("sweep", arm, 0, lr)]["val_loss"])
     (out / "rates.json").write_text(json.dumps(rates, indent=2))
     return rates
 
@@ -170,8 +177,9 @@ def main(argv: list[str] | None = None) -> None:
     (out / "study.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=2))
     sweep = sweep_jobs(args)
     if args.dry_run:
+        journal = {run["name"] for run in collect(out)}
         for job in sweep:
-            print(f"{'done' if finished(job.directory(out)) else 'todo'}  {job.name}")
+            print(f"{'done' if job.name in journal else 'todo'}  {job.name}")
         print(f"then {args.seeds} seeds x {len(args.arms)} arms at the chosen rates ({'+ base' if args.base else ''})")
         return
     if sweep:
@@ -181,11 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     finals = final_jobs(args, rates)
     print(f"Seeds at the chosen rates: {len(finals)} runs ({rates})", flush=True)
     run_jobs(finals, args, out)
-    from report import report  # beside this file
-
     report(out)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE))
     main()
