@@ -111,3 +111,55 @@ def test_the_journal_keeps_runs_whose_directories_are_gone_and_names_a_bad_line(
     (tmp_path / "runs.jsonl").write_text(json.dumps(kept) + "\n{half a line")
     with pytest.raises(SystemExit, match=r"runs.jsonl line 2 is not JSON .*fix or delete the line"):
         study_report.read_journal(tmp_path)
+
+
+def test_rates_beyond_an_edge_are_tried_until_the_best_is_inside(tmp_path: Path) -> None:
+    import study  # experiments/adapter_study/study.py
+
+    assert [study.next_rate(lr, up) for lr, up in [(1e-3, True), (3e-3, True), (1e-4, False), (3e-5, False)]] == [
+        3e-3,
+        1e-2,
+        3e-5,
+        1e-5,
+    ]
+    args = study.parse(["--out", str(tmp_path), "--arms", "lora", "vqc", "vqc_reference"])
+
+    def journal(losses: dict[str, dict[float, float | None]]) -> list[str]:
+        runs = {
+            study.run_name("sweep", arm, 0, lr): {
+                "name": study.run_name("sweep", arm, 0, lr),
+                "phase": "sweep",
+                "arm": arm,
+                "seed": 0,
+                "lr": lr,
+                "val_loss": loss,
+            }
+            for arm, by_lr in losses.items()
+            for lr, loss in by_lr.items()
+        }
+        study_report.write_journal(tmp_path, runs)
+        return [job.name for job in study.edge_jobs(args, tmp_path)]
+
+    grid = {1e-4: 1.8, 3e-4: 1.7, 1e-3: 1.65}
+    assert journal({"lora": grid | {3e-3: 1.60}, "vqc": grid}) == ["sweep-lora-s0-lr0.01"]  # vqc: grid unfinished
+    assert journal({"lora": grid | {3e-3: 1.60, 1e-2: 1.62}}) == []  # best inside now
+    assert journal({"lora": grid | {3e-3: 1.60, 1e-2: 1.59}}) == ["sweep-lora-s0-lr0.03"]
+    assert journal({"lora": grid | {3e-3: 1.60, 1e-2: 1.59, 3e-2: 1.5}}) == []  # two beyond the grid: enough
+    assert journal({"lora": {1e-4: 1.5, 3e-4: 1.7, 1e-3: 1.8, 3e-3: 1.9}}) == ["sweep-lora-s0-lr3e-05"]
+    assert journal({"lora": grid | {3e-3: 1.60, 1e-2: None}}) == []  # failed (diverged): infinite, not the best
+    assert study.choose_rates(study.parse(["--out", str(tmp_path), "--arms", "lora"]), tmp_path) == {"lora": 3e-3}
+
+
+@pytest.mark.integration
+def test_a_failed_sweep_run_is_journaled_and_the_study_goes_on(tmp_path: Path) -> None:
+    import study  # experiments/adapter_study/study.py
+
+    args = study.parse(["--out", str(tmp_path), "--model=tiny", "--", "optimizer.lr=not-a-number"])
+    sweep = study.Job("sweep-lora-s0-lr0.01", "sweep", "lora", 0, None, 1)  # no lr: the bad one stays
+    study.run_jobs([sweep], args, tmp_path)
+    failed = study_report.read_journal(tmp_path)["sweep-lora-s0-lr0.01"]
+    assert failed["val_loss"] is None and "failed (exit 1)" in failed["failed"]
+    assert study.sweep_losses("lora", tmp_path) == {None: math.inf}
+    final = study.Job("final-lora-s0-lr0.01", "final", "lora", 0, None, 1)
+    with pytest.raises(SystemExit, match="final-lora-s0-lr0.01 failed"):
+        study.run_jobs([final], args, tmp_path)

@@ -172,11 +172,11 @@ def paired(runs: list[dict[str, Any]]) -> str:
 
 
 def sweep(runs: list[dict[str, Any]]) -> str:
-    rows = sorted((r["arm"], r["lr"], r["val_loss"]) for r in runs if r["phase"] == "sweep")
+    rows = sorted(((r["arm"], r["lr"], r["val_loss"]) for r in runs if r["phase"] == "sweep"), key=lambda x: x[:2])
     if not rows:
         return "(no sweep: one rate given)"
     lines = ["| arm | lr | val loss after the sweep's steps |", "|---|---:|---:|"]
-    lines += [f"| {arm} | {lr:g} | {loss:.4f} |" for arm, lr, loss in rows]
+    lines += [f"| {arm} | {lr:g} | {'failed' if loss is None else format(loss, '.4f')} |" for arm, lr, loss in rows]
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """Do quantum adapters help? The adapter study's driver: a grid of `python -m quantum_ft.train` runs, resumable.
 
-Protocol (README.md): per arm a learning-rate sweep (one seed, `--sweep-steps`), the rate with the lowest final
+Protocol (README.md): per arm a learning-rate sweep (one seed, `--sweep-steps`; where the best rate is at an edge of
+the rates tried, the next rate beyond it is tried too, up to `--max-extend` a side), the rate with the lowest final
 validation loss chosen, then `--seeds` seeds at that rate for `--steps` optimiser steps; the untrained base model
 evaluated once per seed as the floor. Every run of seed s sees the same data split and order whatever the arm
 (data.seed = seed), so arms are compared pairwise by seed.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ from quantum_ft.utils.jobs import run_all
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from report import collect, read_journal, record, report  # noqa: E402  (beside this file)
+from report import collect, read_journal, record, report, write_journal  # noqa: E402  (beside this file)
 
 # arm -> the adapter overrides that make it. LoRA r 4 is the parameter-matched LoRA: on SmolLM2-135M's q/v it has
 # 230,400 trainable parameters against vqc's and tq's 232,320 (n 4, L 2): 0.8% apart.
@@ -125,23 +127,70 @@ def overrides(job: Job, args: argparse.Namespace) -> list[str]:
 
 
 def run_jobs(jobs: list[Job], args: argparse.Namespace, out: Path) -> None:
-    """Run the jobs not yet in the journal, adding each to it as it finishes."""
+    """Run the jobs not yet in the journal, adding each to it as it finishes. A sweep run that fails (a rate so
+    high that training diverges: the loss guard stops it) is journaled as failed, an infinite loss for the rate
+    choice, and the study goes on; a failed final run stops the study."""
     journal = {run["name"] for run in collect(out)}  # finished run directories join the journal first
     todo = [job for job in jobs if job.name not in journal]
     if len(todo) < len(jobs):
         print(f"  {len(jobs) - len(todo)} of {len(jobs)} done already (runs.jsonl)", flush=True)
-    run_all([(job.directory(out), overrides(job, args)) for job in todo], after=lambda d: record(out, d))
+    for job in todo:
+        try:
+            run_all([(job.directory(out), overrides(job, args))], after=lambda d: record(out, d))
+        except SystemExit as failure:
+            if job.phase != "sweep":
+                raise
+            print(f"  {job.name}: {failure}; journaled as failed (infinite loss at this rate)", flush=True)
+            failed = {"name": job.name, "phase": "sweep", "arm": job.arm, "seed": job.seed, "lr": job.lr}
+            write_journal(out, read_journal(out) | {job.name: failed | {"val_loss": None, "failed": str(failure)}})
+
+
+def next_rate(lr: float, up: bool) -> float:
+    """The neighbour of lr on the 1-3-10 grid (1e-3 -> 3e-3 -> 1e-2 up; 1e-4 -> 3e-5 -> 1e-5 down)."""
+    three = f"{lr:.0e}".startswith("3")
+    step = (10 / 3 if three else 3) if up else (3 if three else 10 / 3)
+    return float(f"{(lr * step if up else lr / step):.0e}")
+
+
+def sweep_losses(arm: str, out: Path) -> dict[float, float]:
+    """rate -> final validation loss of the arm's sweep runs in the journal (infinite where a run failed or its loss
+    is not finite)."""
+    runs = [run for run in read_journal(out).values() if run["phase"] == "sweep" and run["arm"] == arm]
+    return {run["lr"]: run["val_loss"] if finite(run["val_loss"]) else math.inf for run in runs}
+
+
+def finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def edge_jobs(args: argparse.Namespace, out: Path) -> list[Job]:
+    """One more rate beyond the edge for each arm whose best rate is at the edge of what it has tried (a best at
+    the edge is not a choice: the optimum may lie beyond), at most --max-extend beyond the given grid a side."""
+    jobs = []
+    for arm in args.arms:
+        losses = sweep_losses(arm, out)
+        if arm in RATE_FROM or len(losses) < len(args.lrs):
+            continue
+        best, tried = min(losses, key=losses.get), sorted(losses)
+        for edge, up, given in ((tried[-1], True, max(args.lrs)), (tried[0], False, min(args.lrs))):
+            beyond = sum(lr > given for lr in tried) if up else sum(lr < given for lr in tried)
+            if best == edge and beyond < args.max_extend:
+                lr = next_rate(edge, up)
+                jobs.append(Job(run_name("sweep", arm, 0, lr), "sweep", arm, 0, lr, args.sweep_steps))
+    return jobs
 
 
 def choose_rates(args: argparse.Namespace, out: Path) -> dict[str, float]:
     """arm -> the rate whose sweep run ended with the lowest validation loss (the only rate when one is given)."""
     if len(args.lrs) < 2:
         return {arm: args.lrs[0] for arm in ARMS}
-    journal = read_journal(out)
     rates = {}
     for arm in args.arms:
         if arm not in RATE_FROM:
-            rates[arm] = min(args.lrs, key=lambda lr: journal[run_name("sweep", arm, 0, lr)]["val_loss"])
+            losses = sweep_losses(arm, out)
+            if not losses or min(losses.values()) == math.inf:
+                raise SystemExit(f"arm {arm}: no sweep run finished with a finite loss ({out / 'runs.jsonl'})")
+            rates[arm] = min(losses, key=losses.get)
     (out / "rates.json").write_text(json.dumps(rates, indent=2))
     return rates
 
@@ -153,6 +202,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="smollm2_135m")
     p.add_argument("--lrs", nargs="+", type=float, default=LRS, help="the sweep's rates (one rate: no sweep)")
     p.add_argument("--sweep-steps", type=int, default=100)
+    p.add_argument("--max-extend", type=int, default=2, help="rates added beyond each edge of --lrs at most")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps of each seed's run")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=4)
@@ -185,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     if sweep:
         print(f"Learning-rate sweep: {len(sweep)} runs", flush=True)
         run_jobs(sweep, args, out)
+        while extra := edge_jobs(args, out):
+            print(f"Best rate at the edge of the sweep: {len(extra)} more ({', '.join(j.name for j in extra)})")
+            run_jobs(extra, args, out)
     rates = choose_rates(args, out)
     finals = final_jobs(args, rates)
     print(f"Seeds at the chosen rates: {len(finals)} runs ({rates})", flush=True)
