@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from quantum_ft.quantum import VQCSpec, make_circuit
-from quantum_ft.quantum.vqc import DENSE_QUBITS, choose_mode, compile_plan, light_cones, simulate
+from quantum_ft.quantum.vqc import (
+    DENSE_QUBITS,
+    choose_mode,
+    compile_plan,
+    light_cones,
+    quadratic_to_trig,
+    simulate,
+    trig_features_t,
+)
 
 
 def outputs_and_grads(fn, h0: torch.Tensor, theta0: torch.Tensor, weights: torch.Tensor):
@@ -60,6 +68,27 @@ def test_light_cone_mode_matches_pennylane(n: int, layers: int) -> None:
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0, msg=name)
 
 
+def test_quadratic_forms_of_product_states_in_trig_features_by_brute_force() -> None:
+    """s^T M s = C . features(h) for s = (x)_w RY(h_w)|0>, against the sum over all 2^c x 2^c terms."""
+    g = torch.Generator().manual_seed(3)
+    c, rows = 3, 6
+    m = torch.randn(2, 2**c, 2**c, generator=g, dtype=torch.float64)  # any M: the map needs no symmetry
+    h = torch.randn(rows, c, generator=g, dtype=torch.float64) * 3
+    states = torch.stack([torch.cos(h / 2), torch.sin(h / 2)], -1)  # [rows, c, 2]
+    amplitude = [
+        [math.prod(float(states[r, w, (x >> (c - 1 - w)) & 1]) for w in range(c)) for x in range(2**c)]
+        for r in range(rows)
+    ]
+    for k in range(2):
+        brute = [
+            sum(amplitude[r][a] * float(m[k, a, b]) * amplitude[r][b] for a in range(2**c) for b in range(2**c))
+            for r in range(rows)
+        ]
+        ours = quadratic_to_trig(m[k]) @ trig_features_t(h)
+        torch.testing.assert_close(ours, torch.tensor(brute, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(quadratic_to_trig(m)[1], quadratic_to_trig(m[1]))  # leading dims
+
+
 def test_light_cones_widen_by_one_wire_per_crz_run() -> None:
     """L layers leave 2L - 1 CRZ runs (the last is dropped); each widens the cone by a wire on each side, as a
     run (its gates commute), not as a chain around the ring."""
@@ -93,6 +122,8 @@ def test_bfloat16_runs_close_to_float64(mode: str, n: int) -> None:
 
 
 def test_choose_mode() -> None:
+    assert choose_mode(VQCSpec(8, 2), 8192) == "cone"  # 7 of 8 wires, but 3^7 features against 2 x 4^8 per row
+    assert choose_mode(VQCSpec(8, 2), 1024) == "fused"  # fewer rows: the cones' circuits cost more than they save
     assert choose_mode(VQCSpec(10, 2), 8192) == "cone"  # 7-wire cones: ~1/10 of the fused mode's flops
     assert choose_mode(VQCSpec(10, 10), 8192) == "fused"  # the cone is the whole register
     assert choose_mode(VQCSpec(4, 10), 8192) == "fused"

@@ -147,12 +147,24 @@ def product_state(angles: torch.Tensor) -> torch.Tensor:
 
 
 def product_state_t(angles: torch.Tensor) -> torch.Tensor:
-    """product_state's amplitudes as they are computed: [2^k, rows], rows contiguous."""
-    half = angles.T / 2
-    parts = list(torch.stack([torch.cos(half), torch.sin(half)], 1).unbind(0))  # [2, rows] per wire
+    """product_state's amplitudes as they are computed: [..., 2^k, rows] for angles [..., rows, k], rows contiguous
+    (leading dims: one product state per light cone)."""
+    half = angles.transpose(-1, -2) / 2
+    return _kron_rows(list(torch.stack([torch.cos(half), torch.sin(half)], -2).unbind(-3)))
+
+
+def trig_features_t(angles: torch.Tensor) -> torch.Tensor:
+    """prod_w f_{k_w}(angle_w) for every k in {0, 1, 2}^k, f = (1, cos, sin): [..., 3^k, rows] for angles
+    [..., rows, k] (wire 0 the most significant digit). A product state's quadratic forms are linear in these."""
+    full = angles.transpose(-1, -2)
+    return _kron_rows(list(torch.stack([torch.ones_like(full), torch.cos(full), torch.sin(full)], -2).unbind(-3)))
+
+
+def _kron_rows(parts: list[torch.Tensor]) -> torch.Tensor:
+    """The Kronecker product of per-wire vectors [..., d, rows] (rows fastest), as a tree of outer products."""
     while len(parts) > 1:
         pairs = zip(parts[0::2], parts[1::2])
-        merged = [(a[:, None, :] * b[None, :, :]).flatten(0, 1) for a, b in pairs]
+        merged = [(a[..., :, None, :] * b[..., None, :, :]).flatten(-3, -2) for a, b in pairs]
         parts = merged + ([parts[-1]] if len(parts) % 2 else [])
     return parts[0]
 
@@ -447,6 +459,12 @@ def light_cones(spec: VQCSpec) -> Cones | None:
         plans.append(_compile(len(arc), renumbered, n))
     if any(_structure(p) != _structure(plans[0]) for p in plans):
         return None
+    encode = compile_plan(spec).encode  # the cone mode reads each cone's inputs as a slice of the ring of wires
+    if any(
+        p.encode != tuple(tuple(e[(j - radius + i) % n] for i in range(p.n)) for e in encode)
+        for j, p in enumerate(plans)
+    ):
+        return None
     return Cones(tuple(plans), radius)
 
 
@@ -465,42 +483,63 @@ def _cone_tables(spec: VQCSpec, device: torch.device, dtype: torch.dtype) -> Tab
 def simulate_cone(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch.Tensor:
     """<Z_j> for every wire j from its light cone in the Heisenberg picture: the cone's circuit as a matrix
     A_j [2^c, 2 * 2^c] (dense chain), the observable M_j = A_j diag(z, z) A_j^T (real, symmetric: the input
-    states are real), then <Z_j> = psi^T M_j psi for the cone's product state psi: cost ~ rows * n * 4^c against
-    the fused mode's rows * 2 * 4^n."""
+    states are real), and <Z_j> = psi^T M_j psi for the cone's product state psi, written as C_j . features: linear
+    in the 3^c products of (1, cos, sin) of the cone's angles (quadratic_to_trig), split into two parts of the cone
+    so that one small product per wire does it: cost ~ rows * n * 3^c against the fused mode's rows * 2 * 4^n
+    (n = 10, L = 2: 2,187 against 2 million per row)."""
     cones = light_cones(spec)
     if cones is None:
         raise ValueError(f"{spec}: a light cone is the whole register (or the data is re-uploaded): no cone mode.")
     tables = _cone_tables(spec, h.device, h.dtype)
-    h_pad, theta_pad = _padded(h, theta)
+    theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
     circuit = _dense_circuit(cones.plans[0], tables, theta_pad)  # [n, 2^c, 2 * 2^c]
     observable = (circuit * tables.signs2[:, cones.center]) @ circuit.mT  # [n, 2^c, 2^c]
-    n, width, radius = spec.n_qubits, cones.plans[0].n, cones.center
-    if all(p.encode[0] == tuple((j - radius + i) % n for i in range(width)) for j, p in enumerate(cones.plans)):
-        ring = torch.cat([h[:, n - radius :], h, h[:, :radius]], 1)  # wire j's cone: columns j .. j + 2 radius
-        h_cones = ring.T.unfold(0, width, 1)  # [n, rows, c] view (no gather, whose backward scatters)
-    else:
-        h_cones = h_pad[:, tables.encode_h].transpose(0, 1)
-    angles = h_cones + theta_pad[tables.encode_w][:, None, :]  # [n, rows, c]
-    rows = h.shape[0]
-    states = product_state_t(angles.reshape(n * rows, width)).view(2**width, n, rows).transpose(0, 1)
-    return ((observable @ states) * states).sum(1).T  # rows stay the fastest axis: [n, 2^c, rows] products
+    n, width = spec.n_qubits, cones.plans[0].n
+    short = width // 2  # <Z_j> = f_short^T C_j f_long: trig features of the cone's two parts, the longer one
+    coefficients = quadratic_to_trig(observable).reshape(n, 3**short, 3 ** (width - short))  # multiplied by C_j
+    angles = _encode_angles(compile_plan(spec), _tables(spec, h.device, h.dtype), h, theta_pad)  # [rows, n]
+    per_wire = torch.stack([torch.ones_like(angles.T), torch.cos(angles.T), torch.sin(angles.T)], 1)  # [n, 3, rows]
+    radius = cones.center
+    ring = torch.cat([per_wire[n - radius :], per_wire, per_wire[:radius]])  # [n + 2 radius, 3, rows]
+    parts = [ring[p : p + n] for p in range(width)]  # position p of every cone, a slice (no gather, no copy)
+    near, far = _kron_rows(parts[:short]), _kron_rows(parts[short:])
+    return (near * (coefficients @ far)).sum(1).T  # [n, 3^short, rows] products: rows stay the fastest axis
+
+
+# s s^T of one wire's state s = (cos h/2, sin h/2), entry (a, b) at 2a + b, in the features (1, cos h, sin h)
+_PAIR_TO_TRIG = ((0.5, 0.5, 0.0), (0.0, 0.0, 0.5), (0.0, 0.0, 0.5), (0.5, -0.5, 0.0))
+
+
+def quadratic_to_trig(observable: torch.Tensor) -> torch.Tensor:
+    """C [..., 3^c] with s^T M s = sum_k C[k] prod_w f_{k_w}(h_w), f = (1, cos, sin), for every product state
+    s = (x)_w RY(h_w)|0> and M [..., 2^c, 2^c]: s_a s_b is a product over wires of (a_w, b_w) entries of s_w s_w^T,
+    each a combination of (1, cos h_w, sin h_w), so the quadratic form is linear in 3^c features (against 4^c
+    entries of M, and a sum over 2^c x 2^c terms per row). Wire by wire, as c small contractions."""
+    lead, c = observable.shape[:-2], observable.shape[-1].bit_length() - 1
+    pairs = observable.reshape(-1, *(2,) * (2 * c))  # axes a_0 .. a_{c-1}, b_0 .. b_{c-1}
+    order = [0] + [axis for w in range(c) for axis in (1 + w, 1 + c + w)]
+    x = pairs.permute(order).reshape(-1, *(4,) * c)
+    to_trig = torch.tensor(_PAIR_TO_TRIG, dtype=observable.dtype, device=observable.device)
+    for _ in range(c):  # contract the first remaining wire's pair axis; its 3 features go last: order kept
+        x = torch.tensordot(x, to_trig, dims=([1], [0]))
+    return x.reshape(*lead, 3**c)
 
 
 def choose_mode(spec: VQCSpec, rows: int) -> str:
     """The cheaper exact mode by a cost estimate in which a large dense matrix product (the fused mode's) runs
     about 8x more efficiently per flop than the gate path's block products, phases and copies (measured on the
     2-core CPU, 2026-12-05: at n = 10, L = 2, 8,192 rows the gate path took ~1.8x the fused mode's time, as this
-    estimate predicts); fused needs a single encoding, and few rows favour the gate path."""
+    estimate predicts); fused needs a single encoding, and few rows favour the gate path. The cone mode's terms are
+    fitted to its times at n = 8 and 10, L = 2, 8,192 rows (2026-12-06: 46 and 56 ms; fused 53-63 and ~700 ms)."""
     if spec.reupload:
         return "gates"
     n, dim = spec.n_qubits, 2**spec.n_qubits
     per_row_gates = dim * 2 * spec.n_layers * (2 * 2**BLOCK * len(_blocks(n)) + 8)
     costs = {"gates": rows * per_row_gates, "fused": dim * per_row_gates + rows * dim * dim * 2 / 8}
     cones = light_cones(spec)
-    if cones is not None:  # psi @ M_j: half the fused product's flops per row at width 2^c, once per wire
-        width = 2 ** cones.plans[0].n
-        factors = len(cones.plans[0].ry) + 1
-        costs["cone"] = n * (factors * width**3 + 4 * rows * width * width) / 8  # ~4x less efficient per flop
+    if cones is not None:  # per wire: its cone's dense circuit (factors of 2^(c+1) squared) and 3^c per row
+        width, factors = cones.plans[0].n, len(cones.plans[0].ry) + 1
+        costs["cone"] = n * factors * 2 ** (3 * width + 3) / 8 + rows * n * 3**width / 2
     return min(costs, key=costs.get)
 
 
