@@ -94,16 +94,16 @@ PEAK_GFLOPS = 2 * 32 * 2.6  # fp32, 2 cores x 2 AVX-512 FMA (32 flop/cycle) x 2.
 
 def product_gflop(spec, mode: str, rows: int) -> float:
     """The dominant matrix products' flops, forward + backward (autograd: one forward product, two backward):
-    fused: [rows, 2^n] x [2^n, 2 * 2^n]; cone: per wire [rows, 2^c] x [2^c, 2^c] (psi^T M_j psi). The gate path is
-    not counted (bound by memory traffic, not by products)."""
+    fused: [rows, 2^n] x [2^n, 2 * 2^n]; cone: per wire the trig coefficients [3^(c/2), 3^(c - c/2)] times the
+    features [3^(c - c/2), rows]. The gate path is not counted (bound by memory traffic, not by products), nor are
+    the per-call builds (the fused matrix, the cones' circuits)."""
     from quantum_ft.quantum.vqc import light_cones
 
     if mode == "fused":
         dim = 2**spec.n_qubits
         return 3 * 2 * rows * dim * 2 * dim / 1e9
     if mode == "cone":
-        width = 2 ** light_cones(spec).plans[0].n
-        return 3 * 2 * spec.n_qubits * rows * width * width / 1e9
+        return 3 * 2 * spec.n_qubits * rows * 3 ** light_cones(spec).plans[0].n / 1e9
     return float("nan")
 
 
