@@ -154,8 +154,8 @@ def test_rates_beyond_an_edge_are_tried_until_the_best_is_inside(tmp_path: Path)
 def test_a_failed_sweep_run_is_journaled_and_the_study_goes_on(tmp_path: Path) -> None:
     import study  # experiments/adapter_study/study.py
 
-    args = study.parse(["--out", str(tmp_path), "--model=tiny", "--", "optimizer.lr=not-a-number"])
-    sweep = study.Job("sweep-lora-s0-lr0.01", "sweep", "lora", 0, None, 1)  # no lr: the bad one stays
+    args = study.parse(["--out", str(tmp_path), "--model=tiny", "--", "model=no_such_model"])  # fails at once
+    sweep = study.Job("sweep-lora-s0-lr0.01", "sweep", "lora", 0, None, 1)
     study.run_jobs([sweep], args, tmp_path)
     failed = study_report.read_journal(tmp_path)["sweep-lora-s0-lr0.01"]
     assert failed["val_loss"] is None and "failed (exit 1)" in failed["failed"]
