@@ -159,7 +159,7 @@ def test_a_failed_sweep_run_is_journaled_and_the_study_goes_on(tmp_path: Path) -
     study.run_jobs([sweep], args, tmp_path)
     failed = study_report.read_journal(tmp_path)["sweep-lora-s0-lr0.01"]
     assert failed["val_loss"] is None and "failed (exit 1)" in failed["failed"]
-    assert study.sweep_losses("lora", tmp_path) == {None: math.inf}
+    assert study.sweep_losses("lora", study_report.read_journal(tmp_path)) == {None: math.inf}
     final = study.Job("final-lora-s0-lr0.01", "final", "lora", 0, None, 1)
     with pytest.raises(SystemExit, match="final-lora-s0-lr0.01 failed"):
         study.run_jobs([final], args, tmp_path)

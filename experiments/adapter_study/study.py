@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantum_ft.utils.jobs import run_all
+from quantum_ft.utils.jobs import run_one
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -134,9 +134,11 @@ def run_jobs(jobs: list[Job], args: argparse.Namespace, out: Path) -> None:
     todo = [job for job in jobs if job.name not in journal]
     if len(todo) < len(jobs):
         print(f"  {len(jobs) - len(todo)} of {len(jobs)} done already (runs.jsonl)", flush=True)
-    for job in todo:
+    for i, job in enumerate(todo, 1):
+        print(f"[{i}/{len(todo)}] {job.name}", flush=True)
         try:
-            run_all([(job.directory(out), overrides(job, args))], after=lambda d: record(out, d))
+            run_one(job.directory(out), overrides(job, args))
+            record(out, job.directory(out))
         except SystemExit as failure:
             if job.phase != "sweep":
                 raise
@@ -152,10 +154,10 @@ def next_rate(lr: float, up: bool) -> float:
     return float(f"{(lr * step if up else lr / step):.0e}")
 
 
-def sweep_losses(arm: str, out: Path) -> dict[float, float]:
+def sweep_losses(arm: str, journal: dict[str, dict]) -> dict[float, float]:
     """rate -> final validation loss of the arm's sweep runs in the journal (infinite where a run failed or its loss
     is not finite)."""
-    runs = [run for run in read_journal(out).values() if run["phase"] == "sweep" and run["arm"] == arm]
+    runs = [run for run in journal.values() if run["phase"] == "sweep" and run["arm"] == arm]
     return {run["lr"]: run["val_loss"] if finite(run["val_loss"]) else math.inf for run in runs}
 
 
@@ -166,9 +168,9 @@ def finite(value: float | None) -> bool:
 def edge_jobs(args: argparse.Namespace, out: Path) -> list[Job]:
     """One more rate beyond the edge for each arm whose best rate is at the edge of what it has tried (a best at
     the edge is not a choice: the optimum may lie beyond), at most --max-extend beyond the given grid a side."""
-    jobs = []
+    jobs, journal = [], read_journal(out)
     for arm in args.arms:
-        losses = sweep_losses(arm, out)
+        losses = sweep_losses(arm, journal)
         if arm in RATE_FROM or len(losses) < len(args.lrs):
             continue
         best, tried = min(losses, key=losses.get), sorted(losses)
@@ -184,10 +186,10 @@ def choose_rates(args: argparse.Namespace, out: Path) -> dict[str, float]:
     """arm -> the rate whose sweep run ended with the lowest validation loss (the only rate when one is given)."""
     if len(args.lrs) < 2:
         return {arm: args.lrs[0] for arm in ARMS}
-    rates = {}
+    rates, journal = {}, read_journal(out)
     for arm in args.arms:
         if arm not in RATE_FROM:
-            losses = sweep_losses(arm, out)
+            losses = sweep_losses(arm, journal)
             if not losses or min(losses.values()) == math.inf:
                 raise SystemExit(f"arm {arm}: no sweep run finished with a finite loss ({out / 'runs.jsonl'})")
             rates[arm] = min(losses, key=losses.get)

@@ -147,17 +147,20 @@ def product_state(angles: torch.Tensor) -> torch.Tensor:
 
 
 def product_state_t(angles: torch.Tensor) -> torch.Tensor:
-    """product_state's amplitudes as they are computed: [..., 2^k, rows] for angles [..., rows, k], rows contiguous
-    (leading dims: one product state per light cone)."""
-    half = angles.transpose(-1, -2) / 2
-    return _kron_rows(list(torch.stack([torch.cos(half), torch.sin(half)], -2).unbind(-3)))
+    """product_state's amplitudes as they are computed: [2^k, rows] for angles [rows, k], rows contiguous."""
+    half = angles.T / 2
+    return _kron_rows(list(torch.stack([torch.cos(half), torch.sin(half)], 1).unbind(0)))  # [2, rows] per wire
+
+
+def trig_per_wire(angles_t: torch.Tensor) -> torch.Tensor:
+    """(1, cos, sin) of angles [..., wires, rows]: [..., wires, 3, rows], the per-wire factors of the trig features."""
+    return torch.stack([torch.ones_like(angles_t), torch.cos(angles_t), torch.sin(angles_t)], -2)
 
 
 def trig_features_t(angles: torch.Tensor) -> torch.Tensor:
-    """prod_w f_{k_w}(angle_w) for every k in {0, 1, 2}^k, f = (1, cos, sin): [..., 3^k, rows] for angles
-    [..., rows, k] (wire 0 the most significant digit). A product state's quadratic forms are linear in these."""
-    full = angles.transpose(-1, -2)
-    return _kron_rows(list(torch.stack([torch.ones_like(full), torch.cos(full), torch.sin(full)], -2).unbind(-3)))
+    """prod_w f_{k_w}(angle_w) for every k in {0, 1, 2}^k, f = (1, cos, sin): [3^k, rows] for angles [rows, k]
+    (wire 0 the most significant digit). A product state's quadratic forms are linear in these."""
+    return _kron_rows(list(trig_per_wire(angles.T).unbind(0)))
 
 
 def _kron_rows(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -498,7 +501,7 @@ def simulate_cone(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch.
     short = width // 2  # <Z_j> = f_short^T C_j f_long: trig features of the cone's two parts, the longer one
     coefficients = quadratic_to_trig(observable).reshape(n, 3**short, 3 ** (width - short))  # multiplied by C_j
     angles = _encode_angles(compile_plan(spec), _tables(spec, h.device, h.dtype), h, theta_pad)  # [rows, n]
-    per_wire = torch.stack([torch.ones_like(angles.T), torch.cos(angles.T), torch.sin(angles.T)], 1)  # [n, 3, rows]
+    per_wire = trig_per_wire(angles.T)  # [n, 3, rows]
     radius = cones.center
     ring = torch.cat([per_wire[n - radius :], per_wire, per_wire[:radius]])  # [n + 2 radius, 3, rows]
     parts = [ring[p : p + n] for p in range(width)]  # position p of every cone, a slice (no gather, no copy)

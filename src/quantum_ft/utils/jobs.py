@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +42,13 @@ def run_one(directory: Path, overrides: list[str]) -> dict[str, Any]:
     return metrics
 
 
-def run_all(
-    jobs: list[tuple[Path, list[str]]], after: Callable[[Path], None] | None = None
-) -> dict[str, dict[str, Any]]:
-    """Every (directory, overrides) in order, skipping the finished ones; {directory name: metrics}. `after` is called
-    with the directory of each run this call finished (a driver's journal)."""
+def run_all(jobs: list[tuple[Path, list[str]]]) -> dict[str, dict[str, Any]]:
+    """Every (directory, overrides) in order, skipping the finished ones; {directory name: metrics}."""
     results = {}
     for i, (directory, overrides) in enumerate(jobs, 1):
         done = finished(directory)
         if done is None:
             print(f"[{i}/{len(jobs)}] {directory.name}", flush=True)
             done = run_one(directory, overrides)
-            if after is not None:
-                after(directory)
         results[directory.name] = done
     return results
