@@ -362,6 +362,21 @@ def _dense_circuit(plan: Plan, tables: Tables, theta_pad: torch.Tensor) -> torch
     return matrix
 
 
+def _through_forward(states_t: torch.Tensor, matrix: torch.Tensor, signs2: torch.Tensor):
+    """(<Z_i> [rows, n], the output amplitudes [2 * 2^n, rows]) of real states^T [2^n, rows] sent through a real
+    matrix [2^n, 2 * 2^n] (re | im of the output), rows as the fastest axis."""
+    out = matrix.T @ states_t
+    return (signs2.T @ out.square()).T, out
+
+
+def _through_backward(grad, states_t, matrix, out, signs2, needs_states: bool, needs_matrix: bool):
+    """Gradients of _through_forward's <Z_i> with respect to the states^T and the matrix (None where not needed)."""
+    g_out = (signs2 @ grad.T).mul_(out).mul_(2)  # [2 * 2^n, rows]
+    g_states = matrix @ g_out if needs_states else None
+    g_matrix = (g_out @ states_t.T).T if needs_matrix else None
+    return g_states, g_matrix
+
+
 class _StatesThroughMatrix(torch.autograd.Function):
     """<Z_i> of real states sent through a real matrix [2^n, 2 * 2^n] (re | im of the output), in the layout with
     rows as the fastest axis (states^T [2^n, rows], as product_state_t makes them), backward written out: at
@@ -370,17 +385,54 @@ class _StatesThroughMatrix(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, states_t, matrix, signs2):
-        out = matrix.T @ states_t  # [2 * 2^n, rows]
+        z, out = _through_forward(states_t, matrix, signs2)
         ctx.save_for_backward(states_t, matrix, out, signs2)
-        return (signs2.T @ out.square()).T  # [rows, n]
+        return z
 
     @staticmethod
     def backward(ctx, grad):
         states_t, matrix, out, signs2 = ctx.saved_tensors
-        g_out = (signs2 @ grad.T).mul_(out).mul_(2)  # [2 * 2^n, rows]
-        g_states = matrix @ g_out if ctx.needs_input_grad[0] else None
-        g_matrix = (g_out @ states_t.T).T if ctx.needs_input_grad[1] else None
-        return g_states, g_matrix, None
+        needs = ctx.needs_input_grad
+        return (*_through_backward(grad, states_t, matrix, out, signs2, needs[0], needs[1]), None)
+
+
+@lru_cache(maxsize=32)
+@_normal_tensors
+def _flips(n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each wire w and basis state x: the index of x with bit w flipped, [n * 2^n], and the sign
+    2 bit_w(x) - 1, [n, 2^n, 1]: d psi / d angle_w = sign * psi[flip] / 2 for a product state psi of RY(angle)|0>
+    (d RY(a)|0>/da = (-sin a/2, cos a/2) / 2: the wire's two amplitudes swapped, the first negated)."""
+    bits = _bits(n, device)
+    x = torch.arange(2**n, device=device)
+    flip = x[None, :] ^ (1 << torch.arange(n - 1, -1, -1, device=device))[:, None]
+    return flip.reshape(-1), (2 * bits.T - 1).to(dtype)[..., None]
+
+
+class _EncodedThroughMatrix(torch.autograd.Function):
+    """_StatesThroughMatrix with the product state of the encoding angles [rows, n] made inside, for small n: the
+    angles' gradient in one pass from the wire-flip rule of _flips ([n, 2^n, rows] elementwise, cheap up to
+    DENSE_QUBITS wires) instead of the autograd tree of the state's outer products (some 30 small ops, half the
+    call's time at n = 4)."""
+
+    @staticmethod
+    def forward(ctx, angles, matrix, signs2):
+        states_t = product_state_t(angles)
+        z, out = _through_forward(states_t, matrix, signs2)
+        ctx.save_for_backward(states_t, matrix, out, signs2)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad):
+        states_t, matrix, out, signs2 = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        g_states, g_matrix = _through_backward(grad, states_t, matrix, out, signs2, needs[0], needs[1])
+        g_angles = None
+        if needs[0]:
+            n, rows = signs2.shape[1], states_t.shape[1]
+            flip, sign = _flips(n, states_t.device, states_t.dtype)
+            flipped = states_t.index_select(0, flip).view(n, -1, rows).mul_(sign)
+            g_angles = flipped.mul_(g_states).sum(1).T.mul_(0.5)  # [rows, n]
+        return g_angles, g_matrix, None
 
 
 def _encode_angles(plan: Plan, tables: Tables, h: torch.Tensor, theta_pad: torch.Tensor) -> torch.Tensor:
@@ -396,16 +448,14 @@ def simulate_fused(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch
     if plan.per_row:
         raise ValueError("The fused mode needs the data encoded once (reupload=false); use mode 'gates'.")
     theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
+    angles = _encode_angles(plan, tables, h, theta_pad)
     if spec.n_qubits <= DENSE_QUBITS:
-        matrix = _dense_circuit(plan, tables, theta_pad)
-    else:
-        eye = torch.eye(2**spec.n_qubits, dtype=h.dtype, device=h.device)
-        shared = _shared(plan, tables, theta_pad)
-        matrix = _run_steps(eye, plan, tables, None, theta_pad, shared)  # row j = the circuit applied to |j>
-        if matrix.dim() == 3:
-            matrix = torch.cat([matrix[0], matrix[1]], 1)
-    states_t = product_state_t(_encode_angles(plan, tables, h, theta_pad))
-    return _StatesThroughMatrix.apply(states_t, matrix, tables.signs2)
+        return _EncodedThroughMatrix.apply(angles, _dense_circuit(plan, tables, theta_pad), tables.signs2)
+    eye = torch.eye(2**spec.n_qubits, dtype=h.dtype, device=h.device)
+    matrix = _run_steps(eye, plan, tables, None, theta_pad, _shared(plan, tables, theta_pad))  # row j: circuit |j>
+    if matrix.dim() == 3:
+        matrix = torch.cat([matrix[0], matrix[1]], 1)
+    return _StatesThroughMatrix.apply(product_state_t(angles), matrix, tables.signs2)
 
 
 @dataclass(frozen=True)
