@@ -333,11 +333,35 @@ def simulate_gates(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch
     return _measure(state, tables)
 
 
-def _dense_circuit(plan: Plan, tables: Tables, theta_pad: torch.Tensor) -> torch.Tensor:
-    """The steps as one matrix [2^n, 2 * 2^n] = (re | im) of the output for a real input row: a chain of factors
-    (RY layer) x (following phase), each the real form [[R C, R S], [-R S, R C]] of a complex 2^n matrix, all built
-    at once. Tables with leading dims (one per light cone) give a matrix per cone."""
-    ry_rows, phase_rows, identity, no_phase = [], [], len(plan.ry), len(plan.phase_index)
+@dataclass(frozen=True)
+class Flips:
+    """The wire-flip rule's tables for n wires: d RY(a)|0> / da = (-sin a/2, cos a/2) / 2 is the wire's two
+    amplitudes swapped, the first negated, halved; so the derivative of a product state psi in wire w's angle is
+    sign * psi[flip] / 2, and that of an RY layer's matrix R (entry [y, x] = prod_i RY_i[x_i, y_i]) in its angle
+    w is R with columns flipped the same way."""
+
+    flip: torch.Tensor  # [n * 2^n]: basis state x with bit w flipped, for each w and x
+    sign: torch.Tensor  # [n, 2^n, 1]: 2 bit_w(x) - 1
+    pairs: torch.Tensor  # [n * 2^n]: x * 2^n + flip_w(x), the entries (x, flip_w(x)) of a flattened 2^n square
+
+
+@lru_cache(maxsize=32)
+@_normal_tensors
+def _flips(n: int, device: torch.device, dtype: torch.dtype) -> Flips:
+    bits = _bits(n, device)
+    x = torch.arange(2**n, device=device)
+    flip = x[None, :] ^ (1 << torch.arange(n - 1, -1, -1, device=device))[:, None]
+    return Flips(flip.reshape(-1), (2 * bits.T - 1).to(dtype)[..., None], (x * 2**n + flip).reshape(-1))
+
+
+@lru_cache(maxsize=64)
+def _factor_rows(plan: Plan) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The dense chain's factors: (RY layer, following phase run) rows of the tables per factor; the tables' last
+    rows are the identity layer and no phase, for a phase with no RY layer before it and an RY layer with none
+    after it."""
+    ry_rows: list[int] = []
+    phase_rows: list[int] = []
+    identity, no_phase = len(plan.ry), len(plan.phase_index)
     for kind, j in plan.steps:
         if kind == "ry":
             ry_rows.append(j)
@@ -347,19 +371,65 @@ def _dense_circuit(plan: Plan, tables: Tables, theta_pad: torch.Tensor) -> torch
         else:
             ry_rows.append(identity)
             phase_rows.append(j)
+    return tuple(ry_rows), tuple(phase_rows)
+
+
+def _dense_circuit(plan: Plan, tables: Tables, theta_pad: torch.Tensor) -> torch.Tensor:
+    """The steps as one matrix [2^n, 2 * 2^n] = (re | im) of the output for a real input row: a chain of factors
+    (RY layer) x (following phase), each the real form [[R C, R S], [-R S, R C]] of a complex 2^n matrix, all built
+    at once (_DenseChain). Tables with leading dims (one per light cone) give a matrix per cone."""
+    ry_rows, phase_rows = _factor_rows(plan)
     dim = 2**plan.n
-    lead = tables.ry.shape[:-2]
     if not ry_rows:
+        lead = tables.ry.shape[:-2]
         return torch.eye(dim, 2 * dim, dtype=theta_pad.dtype, device=theta_pad.device).expand(*lead, dim, 2 * dim)
-    rot = ry_matrix(theta_pad[tables.ry[..., ry_rows, :]])  # [..., factors, 2^n, 2^n]
-    cos, sin = _phases(tables, theta_pad)
-    cos, sin = cos[..., phase_rows, :].unsqueeze(-2), sin[..., phase_rows, :].unsqueeze(-2)
-    rc, rs = rot * cos, rot * sin
-    factors = torch.cat([torch.cat([rc, rs], -1), torch.cat([-rs, rc], -1)], -2).unbind(-3)
-    matrix = factors[0][..., :dim, :]  # the input is real: only the real half of the first factor's rows
-    for factor in factors[1:]:  # left to right: [2^n, 2 * 2^n] products, the cheapest order
-        matrix = matrix @ factor
-    return matrix
+    ry_index = tables.ry[..., ry_rows, :]  # [..., factors, n]
+    phase_index = tables.phase_index[..., phase_rows, :]  # [..., factors, gates]
+    return _DenseChain.apply(theta_pad, ry_index, phase_index, tables.phase_coef[list(phase_rows)])
+
+
+class _DenseChain(torch.autograd.Function):
+    """The dense circuit matrix from theta_pad, backward written out (at small n the call's cost is its number of
+    ops, and autograd records some 80 for this chain): the chain's product rule, then per factor the phase and the
+    rotation parts of [[R C, R S], [-R S, R C]], and the RY angles' gradient from the wire-flip rule
+    (Flips: one small product g_R^T R per factor, then its (x, flip_w(x)) entries)."""
+
+    @staticmethod
+    def forward(ctx, theta_pad, ry_index, phase_index, coef):
+        dim = coef.shape[-1]
+        rot = ry_matrix(theta_pad[ry_index])  # [..., factors, 2^n, 2^n]
+        phase = theta_pad[phase_index].unsqueeze(-2) @ coef  # [..., factors, 1, 2^n]: one per column
+        cos, sin = torch.cos(phase), torch.sin(phase)
+        rc, rs = rot * cos, rot * sin
+        factors = torch.cat([torch.cat([rc, rs], -1), torch.cat([-rs, rc], -1)], -2)  # [..., factors, 2D, 2D]
+        prefixes = [factors[..., 0, :dim, :]]  # the input is real: only the real half of the first factor's rows
+        for k in range(1, factors.shape[-3]):  # left to right: [2^n, 2 * 2^n] products, the cheapest order
+            prefixes.append(prefixes[-1] @ factors[..., k, :, :])
+        ctx.save_for_backward(theta_pad, ry_index, phase_index, coef, rot, cos, sin, factors, *prefixes[:-1])
+        return prefixes[-1]
+
+    @staticmethod
+    def backward(ctx, grad):
+        theta_pad, ry_index, phase_index, coef, rot, cos, sin, factors, *prefixes = ctx.saved_tensors
+        dim = coef.shape[-1]
+        g_factors = []
+        for k in range(factors.shape[-3] - 1, 0, -1):  # grad: the gradient of the product of factors 0..k
+            g_factors.append(prefixes[k - 1].mT @ grad)
+            grad = grad @ factors[..., k, :, :].mT
+        g_factors.append(torch.cat([grad, torch.zeros_like(grad)], -2))
+        g = torch.stack(g_factors[::-1], -3)  # [..., factors, 2D, 2D]
+        g_rc = g[..., :dim, :dim] + g[..., dim:, dim:]
+        g_rs = g[..., :dim, dim:] - g[..., dim:, :dim]
+        g_rot = g_rc * cos + g_rs * sin
+        g_phase = (rot * (g_rs * cos - g_rc * sin)).sum(-2)  # [..., factors, 2^n]
+        n = ry_index.shape[-1]
+        flips = _flips(n, rot.device, rot.dtype)  # sum_{y, x} g_rot[y, x] sign_w(x) rot[y, flip_w(x)] / 2:
+        pairs = (g_rot.mT @ rot).flatten(-2).index_select(-1, flips.pairs).unflatten(-1, (n, dim))
+        g_angles = pairs.mul_(flips.sign.squeeze(-1)).sum(-1).mul_(0.5)  # [..., factors, n]
+        g_phase_angles = (g_phase.unsqueeze(-2) @ coef.mT).squeeze(-2)  # [..., factors, gates]
+        g_theta = torch.zeros_like(theta_pad).index_put_((ry_index,), g_angles, accumulate=True)
+        g_theta.index_put_((phase_index,), g_phase_angles, accumulate=True)
+        return g_theta, None, None, None
 
 
 def _through_forward(states_t: torch.Tensor, matrix: torch.Tensor, signs2: torch.Tensor):
@@ -396,23 +466,10 @@ class _StatesThroughMatrix(torch.autograd.Function):
         return (*_through_backward(grad, states_t, matrix, out, signs2, needs[0], needs[1]), None)
 
 
-@lru_cache(maxsize=32)
-@_normal_tensors
-def _flips(n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each wire w and basis state x: the index of x with bit w flipped, [n * 2^n], and the sign
-    2 bit_w(x) - 1, [n, 2^n, 1]: d psi / d angle_w = sign * psi[flip] / 2 for a product state psi of RY(angle)|0>
-    (d RY(a)|0>/da = (-sin a/2, cos a/2) / 2: the wire's two amplitudes swapped, the first negated)."""
-    bits = _bits(n, device)
-    x = torch.arange(2**n, device=device)
-    flip = x[None, :] ^ (1 << torch.arange(n - 1, -1, -1, device=device))[:, None]
-    return flip.reshape(-1), (2 * bits.T - 1).to(dtype)[..., None]
-
-
 class _EncodedThroughMatrix(torch.autograd.Function):
     """_StatesThroughMatrix with the product state of the encoding angles [rows, n] made inside, for small n: the
-    angles' gradient in one pass from the wire-flip rule of _flips ([n, 2^n, rows] elementwise, cheap up to
-    DENSE_QUBITS wires) instead of the autograd tree of the state's outer products (some 30 small ops, half the
-    call's time at n = 4)."""
+    angles' gradient in one pass from the wire-flip rule (Flips; [n, 2^n, rows] elementwise, cheap up to
+    DENSE_QUBITS wires) instead of autograd's tree of the state's outer products (some 30 small ops)."""
 
     @staticmethod
     def forward(ctx, angles, matrix, signs2):
@@ -429,8 +486,8 @@ class _EncodedThroughMatrix(torch.autograd.Function):
         g_angles = None
         if needs[0]:
             n, rows = signs2.shape[1], states_t.shape[1]
-            flip, sign = _flips(n, states_t.device, states_t.dtype)
-            flipped = states_t.index_select(0, flip).view(n, -1, rows).mul_(sign)
+            flips = _flips(n, states_t.device, states_t.dtype)
+            flipped = states_t.index_select(0, flips.flip).view(n, -1, rows).mul_(flips.sign)
             g_angles = flipped.mul_(g_states).sum(1).T.mul_(0.5)  # [rows, n]
         return g_angles, g_matrix, None
 
