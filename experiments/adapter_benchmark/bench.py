@@ -13,6 +13,7 @@ Ends by printing one JSON line with the ratios.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -22,9 +23,13 @@ import threading
 import time
 from pathlib import Path
 
-import torch
+# PyTorch's CPU allocator asks for transparent huge pages on tensors of 2 MB and more (read at import): without it,
+# torch calls right after a large default.qubit call took up to 10x their usual time (page faults; 2026-12-06)
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from quantum_ft.utils.allocator import retain_freed_memory
+import torch  # noqa: E402
+
+from quantum_ft.utils.allocator import retain_freed_memory  # noqa: E402
 
 ROWS = 8192
 CIRCUITS = [(4, 2), (4, 10), (8, 2), (8, 10), (10, 2), (10, 10)]
@@ -42,6 +47,31 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(samples)
 
 
+def interleaved(fns: dict, min_rounds: int = 3, max_rounds: int = 30, budget_s: float = 2.0) -> dict:
+    """Median seconds per call of each function, timed in rounds that call each once in turn after one warm-up
+    call each, so that a slow spell of the machine hits all of them alike. Garbage is collected before each round
+    and collection is off during the calls, as timeit does (a PennyLane call leaves many objects behind). At least
+    `min_rounds` rounds, more while the rounds so far took under `budget_s`: many for millisecond calls, whose
+    median over 3 calls moved 2-3x between runs on the shared 2-core VM."""
+    for fn in fns.values():
+        fn()
+    samples: dict = {name: [] for name in fns}
+    start = time.perf_counter()
+    while len(samples[next(iter(fns))]) < max_rounds:
+        gc.collect()
+        gc.disable()
+        try:
+            for name, fn in fns.items():
+                began = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - began)
+        finally:
+            gc.enable()
+        if len(samples[name]) >= min_rounds and time.perf_counter() - start > budget_s:
+            break
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def circuit_case(n: int, layers: int, device: str, quick: bool) -> dict:
     from quantum_ft.quantum import VQCSpec, make_circuit
     from quantum_ft.quantum.vqc import choose_mode
@@ -50,7 +80,7 @@ def circuit_case(n: int, layers: int, device: str, quick: bool) -> dict:
     g = torch.Generator().manual_seed(0)
     theta0 = torch.rand(spec.weight_shape, generator=g) * 6.28
 
-    def run(backend: str, dev: str, rows: int) -> float:
+    def prepared(backend: str, dev: str, rows: int):
         circuit = make_circuit(spec, backend, dev)
         h0 = torch.randn(rows, n, generator=g)
         if backend == "torch":
@@ -65,16 +95,21 @@ def circuit_case(n: int, layers: int, device: str, quick: bool) -> dict:
             if device == "cuda":
                 torch.cuda.synchronize()
 
-        return timed(step, 1 if backend == "pennylane" else 3)
+        return step
 
     # rows timed for PennyLane: keep each measurement to seconds and default.qubit's backprop memory < ~2 GB
     dq_rows = min(ROWS, max(64, int(2e9 / (2**n * 8 * (4 * n + 2) * layers))))
     lq_rows = 8 if quick else 32
     if quick:
         dq_rows = min(dq_rows, 512)
-    ours = run("torch", "", ROWS)
-    dq = run("pennylane", "default.qubit", dq_rows) * ROWS / dq_rows
-    lq = run("pennylane", "lightning.qubit", lq_rows) * ROWS / lq_rows
+    seconds = interleaved(
+        {  # ours last in a round: not straight after the round's garbage collection
+            "dq": prepared("pennylane", "default.qubit", dq_rows),
+            "lq": prepared("pennylane", "lightning.qubit", lq_rows),
+            "torch": prepared("torch", "", ROWS),
+        }
+    )
+    ours, dq, lq = seconds["torch"], seconds["dq"] * ROWS / dq_rows, seconds["lq"] * ROWS / lq_rows
     return {
         "n": n,
         "L": layers,
@@ -222,6 +257,8 @@ def markdown(results: dict) -> str:
     info = results["info"]
     where = info["cuda"] or f"{info['threads']} CPU threads"
     allocator = info.get("allocator", "default")
+    if info.get("thp_mem_alloc") == "1":
+        allocator += ", huge pages for tensors >= 2 MB (THP_MEM_ALLOC_ENABLE=1)"
     lines = [f"Device: {info['device']} ({where}), torch {info['torch']}, CPU allocator: {allocator}.", ""]
     if results["circuits"]:
         lines += [
@@ -285,6 +322,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name() if args.device == "cuda" else None,
         "allocator": info_allocator,
+        "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE"),
     }
     print(f"circuit simulation, forward + backward, {ROWS} rows, float32 ({info})", flush=True)
     circuits = []
