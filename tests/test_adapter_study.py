@@ -163,3 +163,19 @@ def test_a_failed_sweep_run_is_journaled_and_the_study_goes_on(tmp_path: Path) -
     final = study.Job("final-lora-s0-lr0.01", "final", "lora", 0, None, 1)
     with pytest.raises(SystemExit, match="final-lora-s0-lr0.01 failed"):
         study.run_jobs([final], args, tmp_path)
+
+
+def test_a_dry_run_lists_the_jobs_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import study  # experiments/adapter_study/study.py
+
+    out = tmp_path / "study"
+    study.main(["--out", str(out), "--dry-run", *TINY_GRID[:-4]])
+    assert not out.exists()
+    out.mkdir()
+    done = {"name": "sweep-lora-s0-lr0.001", "phase": "sweep", "arm": "lora", "seed": 0, "lr": 1e-3, "val_loss": 1.5}
+    study_report.write_journal(out, {done["name"]: done})
+    before = (out / "runs.jsonl").read_bytes()
+    study.main(["--out", str(out), "--dry-run", "--arms", "lora", "vqc", "--lrs", "1e-3", "3e-3"])
+    listed = capsys.readouterr().out
+    assert "done  sweep-lora-s0-lr0.001" in listed and "todo  sweep-vqc-s0-lr0.003" in listed
+    assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl"] and (out / "runs.jsonl").read_bytes() == before

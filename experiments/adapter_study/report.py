@@ -91,11 +91,17 @@ def record(out: Path, directory: Path) -> dict[str, Any]:
     return run
 
 
-def collect(out: Path) -> list[dict[str, Any]]:
-    """Every finished run: the journal, updated from the run directories that are here (they win on a clash)."""
+def finished(out: Path) -> dict[str, dict[str, Any]]:
+    """Every finished run by name: the journal, updated from the run directories that are here (they win on a
+    clash); nothing written."""
     runs = read_journal(out)
     directories = sorted((out / "runs").iterdir()) if (out / "runs").is_dir() else []
-    runs |= {r["name"]: r for d in directories if d.is_dir() and (r := read_run(d)) is not None}
+    return runs | {r["name"]: r for d in directories if d.is_dir() and (r := read_run(d)) is not None}
+
+
+def collect(out: Path) -> list[dict[str, Any]]:
+    """finished(out), written back to the journal, sorted by name."""
+    runs = finished(out)
     write_journal(out, runs)
     return [runs[n] for n in sorted(runs)]
 

@@ -34,7 +34,7 @@ from quantum_ft.utils.jobs import run_one
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from report import collect, read_journal, record, report, write_journal  # noqa: E402  (beside this file)
+from report import collect, finished, read_journal, record, report, write_journal  # noqa: E402  (beside this file)
 
 # arm -> the adapter overrides that make it. LoRA r 4 is the parameter-matched LoRA: on SmolLM2-135M's q/v it has
 # 230,400 trainable parameters against vqc's and tq's 232,320 (n 4, L 2): 0.8% apart.
@@ -225,15 +225,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=2))
     sweep = sweep_jobs(args)
-    if args.dry_run:
-        journal = {run["name"] for run in collect(out)}
+    if args.dry_run:  # reads, writes nothing
+        journal = finished(out) if out.is_dir() else {}
         for job in sweep:
             print(f"{'done' if job.name in journal else 'todo'}  {job.name}")
         print(f"then {args.seeds} seeds x {len(args.arms)} arms at the chosen rates ({'+ base' if args.base else ''})")
         return
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {k: str(v) for k, v in vars(args).items() if k not in ("out", "dry_run")}  # the folder is out
+    (out / "study.json").write_text(json.dumps(settings, indent=2))
     if sweep:
         print(f"Learning-rate sweep: {len(sweep)} runs", flush=True)
         run_jobs(sweep, args, out)
