@@ -17,7 +17,8 @@ matrix per block of <= BLOCK wires (a tree of Kronecker products, built for all 
     real matrix [2^n, 2 * 2^n] (real | imaginary part of the output for a real input) and multiply the batch of
     product states by it in one matrix product (cost ~ rows * 2 * 4^n, which dominates from n ~ 8). Up to
     DENSE_QUBITS wires that matrix is a chain of dense factors, one per RY layer and its following phase, all
-    built at once (a few dozen tensor ops whatever the depth: at small n the cost is per-op overhead); above,
+    built at once (a few dozen tensor ops whatever the depth: at small n the cost is per-op overhead, so the
+    chain and the product state have their backward written out, with the wire-flip rule of Flips); above,
     the layers are applied to the 2^n basis states as in the gate path.
   - "cone": when every wire's backward light cone is narrower than the register (shallow circuits on many
     wires: each CRZ run widens it by one wire a side), each <Z_j> comes from its cone alone, in the Heisenberg
@@ -390,8 +391,8 @@ def _dense_circuit(plan: Plan, tables: Tables, theta_pad: torch.Tensor) -> torch
 
 class _DenseChain(torch.autograd.Function):
     """The dense circuit matrix from theta_pad, backward written out (at small n the call's cost is its number of
-    ops, and autograd records some 80 for this chain): the chain's product rule, then per factor the phase and the
-    rotation parts of [[R C, R S], [-R S, R C]], and the RY angles' gradient from the wire-flip rule
+    ops, and autograd recorded several dozen for this chain): the chain's product rule, then per factor the phase
+    and the rotation parts of [[R C, R S], [-R S, R C]], and the RY angles' gradient from the wire-flip rule
     (Flips: one small product g_R^T R per factor, then its (x, flip_w(x)) entries)."""
 
     @staticmethod
