@@ -433,64 +433,35 @@ class _DenseChain(torch.autograd.Function):
         return g_theta, None, None, None
 
 
-def _through_forward(states_t: torch.Tensor, matrix: torch.Tensor, signs2: torch.Tensor):
-    """(<Z_i> [rows, n], the output amplitudes [2 * 2^n, rows]) of real states^T [2^n, rows] sent through a real
-    matrix [2^n, 2 * 2^n] (re | im of the output), rows as the fastest axis."""
-    out = matrix.T @ states_t
-    return (signs2.T @ out.square()).T, out
-
-
-def _through_backward(grad, states_t, matrix, out, signs2, needs_states: bool, needs_matrix: bool):
-    """Gradients of _through_forward's <Z_i> with respect to the states^T and the matrix (None where not needed)."""
-    g_out = (signs2 @ grad.T).mul_(out).mul_(2)  # [2 * 2^n, rows]
-    g_states = matrix @ g_out if needs_states else None
-    g_matrix = (g_out @ states_t.T).T if needs_matrix else None
-    return g_states, g_matrix
-
-
-class _StatesThroughMatrix(torch.autograd.Function):
+class _ThroughMatrix(torch.autograd.Function):
     """<Z_i> of real states sent through a real matrix [2^n, 2 * 2^n] (re | im of the output), in the layout with
-    rows as the fastest axis (states^T [2^n, rows], as product_state_t makes them), backward written out: at
-    small n the cost is the number of passes over [2^n, rows] tensors and how well their products vectorise,
-    not the arithmetic (rows-fast products with a long inner loop; autograd records about twice the ops)."""
+    rows as the fastest axis, backward written out: at small n the cost is the number of passes over [2^n, rows]
+    tensors and how well their products vectorise, not the arithmetic (rows-fast products with a long inner loop;
+    autograd records about twice the ops). The input is either the states^T [2^n, rows] (as product_state_t makes
+    them) or, with `encoded`, the encoding angles [rows, n], whose product state is made inside and whose gradient
+    comes from the wire-flip rule (Flips; [n, 2^n, rows] elementwise, cheap up to DENSE_QUBITS wires) instead of
+    autograd's tree of the state's outer products (some 30 small ops)."""
 
     @staticmethod
-    def forward(ctx, states_t, matrix, signs2):
-        z, out = _through_forward(states_t, matrix, signs2)
+    def forward(ctx, inputs, matrix, signs2, encoded: bool):
+        states_t = product_state_t(inputs) if encoded else inputs
+        out = matrix.T @ states_t  # [2 * 2^n, rows]
+        ctx.encoded = encoded
         ctx.save_for_backward(states_t, matrix, out, signs2)
-        return z
+        return (signs2.T @ out.square()).T  # [rows, n]
 
     @staticmethod
     def backward(ctx, grad):
         states_t, matrix, out, signs2 = ctx.saved_tensors
-        needs = ctx.needs_input_grad
-        return (*_through_backward(grad, states_t, matrix, out, signs2, needs[0], needs[1]), None)
-
-
-class _EncodedThroughMatrix(torch.autograd.Function):
-    """_StatesThroughMatrix with the product state of the encoding angles [rows, n] made inside, for small n: the
-    angles' gradient in one pass from the wire-flip rule (Flips; [n, 2^n, rows] elementwise, cheap up to
-    DENSE_QUBITS wires) instead of autograd's tree of the state's outer products (some 30 small ops)."""
-
-    @staticmethod
-    def forward(ctx, angles, matrix, signs2):
-        states_t = product_state_t(angles)
-        z, out = _through_forward(states_t, matrix, signs2)
-        ctx.save_for_backward(states_t, matrix, out, signs2)
-        return z
-
-    @staticmethod
-    def backward(ctx, grad):
-        states_t, matrix, out, signs2 = ctx.saved_tensors
-        needs = ctx.needs_input_grad
-        g_states, g_matrix = _through_backward(grad, states_t, matrix, out, signs2, needs[0], needs[1])
-        g_angles = None
-        if needs[0]:
+        g_out = (signs2 @ grad.T).mul_(out).mul_(2)  # [2 * 2^n, rows]
+        g_inputs = matrix @ g_out if ctx.needs_input_grad[0] else None
+        g_matrix = (g_out @ states_t.T).T if ctx.needs_input_grad[1] else None
+        if ctx.encoded and g_inputs is not None:  # d psi / d angle_w = sign * psi[flip] / 2
             n, rows = signs2.shape[1], states_t.shape[1]
             flips = _flips(n, states_t.device, states_t.dtype)
             flipped = states_t.index_select(0, flips.flip).view(n, -1, rows).mul_(flips.sign)
-            g_angles = flipped.mul_(g_states).sum(1).T.mul_(0.5)  # [rows, n]
-        return g_angles, g_matrix, None
+            g_inputs = flipped.mul_(g_inputs).sum(1).T.mul_(0.5)  # [rows, n]
+        return g_inputs, g_matrix, None, None
 
 
 def _encode_angles(plan: Plan, tables: Tables, h: torch.Tensor, theta_pad: torch.Tensor) -> torch.Tensor:
@@ -508,12 +479,12 @@ def simulate_fused(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch
     theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
     angles = _encode_angles(plan, tables, h, theta_pad)
     if spec.n_qubits <= DENSE_QUBITS:
-        return _EncodedThroughMatrix.apply(angles, _dense_circuit(plan, tables, theta_pad), tables.signs2)
+        return _ThroughMatrix.apply(angles, _dense_circuit(plan, tables, theta_pad), tables.signs2, True)
     eye = torch.eye(2**spec.n_qubits, dtype=h.dtype, device=h.device)
     matrix = _run_steps(eye, plan, tables, None, theta_pad, _shared(plan, tables, theta_pad))  # row j: circuit |j>
     if matrix.dim() == 3:
         matrix = torch.cat([matrix[0], matrix[1]], 1)
-    return _StatesThroughMatrix.apply(product_state_t(angles), matrix, tables.signs2)
+    return _ThroughMatrix.apply(product_state_t(angles), matrix, tables.signs2, False)
 
 
 @dataclass(frozen=True)
