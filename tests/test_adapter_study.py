@@ -102,6 +102,12 @@ def test_intervals_and_paired_verdicts_by_hand() -> None:
     assert "| vqc - lora | 3 | -0.1010 | [-0.1035, -0.0985] | a better |" in study_report.paired(clear)
     mixed = [run("vqc", s, 1.0) for s in range(3)] + [run("lora", s, 1.0 + d) for s, d in enumerate([0.1, -0.1, 0.02])]
     assert "no measurable difference" in study_report.paired(mixed)
+    # MMLU: higher is better, so the same clearly negative differences now favour b
+    for r in clear:
+        r["mmlu"] = r.pop("val_loss")
+    assert "| vqc - lora | 3 | -0.1010 | [-0.1035, -0.0985] | b better |" in study_report.paired(
+        clear, "mmlu", higher_is_better=True
+    )
 
 
 def test_the_journal_keeps_runs_whose_directories_are_gone_and_names_a_bad_line(tmp_path: Path) -> None:

@@ -25,7 +25,15 @@ from scipy import stats
 from quantum_ft.utils.io import atomic_text
 from quantum_ft.utils.plots import read_metric_series
 
-PAIRS = [("vqc", "vqc_classical"), ("vqc", "lora_r4"), ("tq", "lora_r4"), ("vqc", "lora"), ("quanta", "lora")]
+PAIRS = [
+    ("vqc", "vqc_classical"),  # does the circuit itself do anything?
+    ("vqc", "lora_r4"),  # against LoRA with the same number of trainable parameters
+    ("tq", "lora_r4"),
+    ("vqc", "lora"),
+    ("quanta", "lora"),
+    ("vqc_reference", "vqc"),  # the demo's random up-map against the zero one
+    ("tq_reference", "tq"),
+]
 
 
 def read_run(directory: Path) -> dict[str, Any] | None:
@@ -158,9 +166,10 @@ def table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def paired(runs: list[dict[str, Any]]) -> str:
-    """Per-seed differences of the final validation loss (a - b; negative: a is better) with 95% intervals."""
-    finals = {(r["arm"], r["seed"]): r["val_loss"] for r in runs if r["phase"] == "final"}
+def paired(runs: list[dict[str, Any]], key: str = "val_loss", higher_is_better: bool = False) -> str:
+    """Per-seed differences a - b of a final-run figure (the validation loss, or MMLU accuracy with
+    higher_is_better) with 95% intervals; a verdict only where the interval excludes zero."""
+    finals = {(r["arm"], r["seed"]): r[key] for r in runs if r["phase"] == "final" and r.get(key) is not None}
     lines = ["| comparison (a - b) | seeds | mean difference | 95% interval | verdict |", "|---|---:|---:|---|---|"]
     for a, b in PAIRS:
         seeds = sorted(s for (arm, s) in finals if arm == a and (b, s) in finals)
@@ -172,7 +181,8 @@ def paired(runs: list[dict[str, Any]]) -> str:
             lines.append(f"| {a} - {b} | {len(seeds)} | {mean:+.4f} | – | one seed: no interval |")
             continue
         low, high = mean - half, mean + half
-        verdict = "a better" if high < 0 else "b better" if low > 0 else "no measurable difference"
+        a_better, b_better = (low > 0, high < 0) if higher_is_better else (high < 0, low > 0)
+        verdict = "a better" if a_better else "b better" if b_better else "no measurable difference"
         lines.append(f"| {a} - {b} | {len(seeds)} | {mean:+.4f} | [{low:+.4f}, {high:+.4f}] | {verdict} |")
     return "\n".join(lines)
 
@@ -223,7 +233,9 @@ def report(out: Path, runs: list[dict[str, Any]] | None = None) -> str:
     runs = collect(out) if runs is None else runs
     text = (
         "## Final runs (seeds at each arm's chosen rate)\n\n"
-        f"{table(runs)}\n\n## Paired comparisons of the final validation loss\n\n{paired(runs)}\n\n"
+        f"{table(runs)}\n\n## Paired comparisons of the final validation loss (negative: a lower)\n\n{paired(runs)}\n\n"
+        "## Paired comparisons of MMLU accuracy (positive: a higher)\n\n"
+        f"{paired(runs, 'mmlu', higher_is_better=True)}\n\n"
         f"## Learning-rate sweep\n\n{sweep(runs)}\n"
     )
     atomic_text(out / "report.md", text)
