@@ -142,3 +142,17 @@ def test_tables_first_built_under_inference_mode_still_train() -> None:
     theta = torch.rand(2, 4, 3, dtype=torch.float64, requires_grad=True)
     simulate(torch.rand(4, 3, dtype=torch.float64), theta, spec).sum().backward()
     assert theta.grad is not None and torch.isfinite(theta.grad).all()
+
+
+@pytest.mark.parametrize("mode, n, layers", [("fused", 4, 2), ("cone", 8, 2)])
+def test_trains_under_bfloat16_autocast(mode: str, n: int, layers: int) -> None:
+    """bf16-mixed training runs the engine under autocast: its written-out backwards must hand float32 gradients
+    back to float32 angles (a bfloat16 index_put once stopped every vqc/tq run at this point)."""
+    spec = VQCSpec(n, layers)
+    h = torch.rand(16, n, requires_grad=True)
+    theta = torch.rand(spec.weight_shape, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = simulate(h, theta, spec, mode)
+    z.float().sum().backward()
+    reference = outputs_and_grads(lambda a, b: simulate(a, b, spec, mode), h.detach(), theta.detach(), torch.ones(n))
+    assert theta.grad.dtype == torch.float32 and torch.allclose(theta.grad, reference[2], atol=0.1 * n)

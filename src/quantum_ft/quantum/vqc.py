@@ -334,6 +334,19 @@ def simulate_gates(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch
     return _measure(state, tables)
 
 
+def _without_autocast(forward):
+    """A written-out Function's forward in its inputs' dtype even under autocast (bf16-mixed training): its backward
+    runs outside autocast and must see the dtypes the forward saved (the circuit's precision is the adapter's
+    circuit_dtype, float32 by default)."""
+
+    def run(ctx, *args):
+        device = next(a.device.type for a in args if isinstance(a, torch.Tensor))
+        with torch.autocast(device_type=device, enabled=False):
+            return forward(ctx, *args)
+
+    return run
+
+
 @dataclass(frozen=True)
 class Flips:
     """The wire-flip rule's tables for n wires: d RY(a)|0> / da = (-sin a/2, cos a/2) / 2 is the wire's two
@@ -396,6 +409,7 @@ class _DenseChain(torch.autograd.Function):
     (Flips: one small product g_R^T R per factor, then its (x, flip_w(x)) entries)."""
 
     @staticmethod
+    @_without_autocast
     def forward(ctx, theta_pad, ry_index, phase_index, coef):
         dim = coef.shape[-1]
         rot = ry_matrix(theta_pad[ry_index])  # [..., factors, 2^n, 2^n]
@@ -428,8 +442,9 @@ class _DenseChain(torch.autograd.Function):
         pairs = (g_rot.mT @ rot).flatten(-2).index_select(-1, flips.pairs).unflatten(-1, (n, dim))
         g_angles = pairs.mul_(flips.sign.squeeze(-1)).sum(-1).mul_(0.5)  # [..., factors, n]
         g_phase_angles = (g_phase.unsqueeze(-2) @ coef.mT).squeeze(-2)  # [..., factors, gates]
-        g_theta = torch.zeros_like(theta_pad).index_put_((ry_index,), g_angles, accumulate=True)
-        g_theta.index_put_((phase_index,), g_phase_angles, accumulate=True)
+        g_theta = torch.zeros_like(theta_pad)  # under autocast the products above may be bfloat16: theta's dtype
+        g_theta.index_put_((ry_index,), g_angles.to(g_theta.dtype), accumulate=True)
+        g_theta.index_put_((phase_index,), g_phase_angles.to(g_theta.dtype), accumulate=True)
         return g_theta, None, None, None
 
 
@@ -443,6 +458,7 @@ class _ThroughMatrix(torch.autograd.Function):
     autograd's tree of the state's outer products (some 30 small ops)."""
 
     @staticmethod
+    @_without_autocast
     def forward(ctx, inputs, matrix, signs2, encoded: bool):
         states_t = product_state_t(inputs) if encoded else inputs
         out = matrix.T @ states_t  # [2 * 2^n, rows]
