@@ -149,10 +149,9 @@ def test_trains_under_bfloat16_autocast(mode: str, n: int, layers: int) -> None:
     """bf16-mixed training runs the engine under autocast: its written-out backwards must hand float32 gradients
     back to float32 angles (a bfloat16 index_put once stopped every vqc/tq run at this point)."""
     spec = VQCSpec(n, layers)
-    h = torch.rand(16, n, requires_grad=True)
+    h = torch.rand(16, n).bfloat16().requires_grad_(True)  # activations in bf16, the trained angles in float32
     theta = torch.rand(spec.weight_shape, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        z = simulate(h, theta, spec, mode)
-    z.float().sum().backward()
-    reference = outputs_and_grads(lambda a, b: simulate(a, b, spec, mode), h.detach(), theta.detach(), torch.ones(n))
+        simulate(h, theta, spec, mode).sum().backward()
+    reference = outputs_and_grads(lambda a, b: simulate(a, b, spec, mode), h.detach().float(), theta.detach(), 1.0)
     assert theta.grad.dtype == torch.float32 and torch.allclose(theta.grad, reference[2], atol=0.1 * n)

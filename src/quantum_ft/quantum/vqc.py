@@ -334,19 +334,6 @@ def simulate_gates(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch
     return _measure(state, tables)
 
 
-def _without_autocast(forward):
-    """A written-out Function's forward in its inputs' dtype even under autocast (bf16-mixed training): its backward
-    runs outside autocast and must see the dtypes the forward saved (the circuit's precision is the adapter's
-    circuit_dtype, float32 by default)."""
-
-    def run(ctx, *args):
-        device = next(a.device.type for a in args if isinstance(a, torch.Tensor))
-        with torch.autocast(device_type=device, enabled=False):
-            return forward(ctx, *args)
-
-    return run
-
-
 @dataclass(frozen=True)
 class Flips:
     """The wire-flip rule's tables for n wires: d RY(a)|0> / da = (-sin a/2, cos a/2) / 2 is the wire's two
@@ -409,7 +396,6 @@ class _DenseChain(torch.autograd.Function):
     (Flips: one small product g_R^T R per factor, then its (x, flip_w(x)) entries)."""
 
     @staticmethod
-    @_without_autocast
     def forward(ctx, theta_pad, ry_index, phase_index, coef):
         dim = coef.shape[-1]
         rot = ry_matrix(theta_pad[ry_index])  # [..., factors, 2^n, 2^n]
@@ -458,7 +444,6 @@ class _ThroughMatrix(torch.autograd.Function):
     autograd's tree of the state's outer products (some 30 small ops)."""
 
     @staticmethod
-    @_without_autocast
     def forward(ctx, inputs, matrix, signs2, encoded: bool):
         states_t = product_state_t(inputs) if encoded else inputs
         out = matrix.T @ states_t  # [2 * 2^n, rows]
