@@ -255,8 +255,8 @@ def _padded(h: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 def _phases(tables: Tables, theta_pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin) of every CRZ run's phase per basis state, [..., runs + 1, 2^n] each, in one product (leading
-    dims: those of the tables' index, one per light cone)."""
+    """(cos, sin) of every CRZ run's phase per basis state, [runs + 1, 2^n] each, in one product (the gate path's;
+    the dense chain computes the phases of its factors itself, _DenseChain)."""
     phase = (theta_pad[tables.phase_index].unsqueeze(-2) @ tables.phase_coef).squeeze(-2)
     return torch.cos(phase), torch.sin(phase)
 
