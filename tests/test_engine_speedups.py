@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from quantum_ft.quantum import VQCSpec, make_circuit
 from quantum_ft.quantum.vqc import (
     DENSE_QUBITS,
+    _encoded_in_order,
     choose_mode,
     compile_plan,
     light_cones,
@@ -155,3 +157,14 @@ def test_trains_under_bfloat16_autocast(mode: str, n: int, layers: int) -> None:
         simulate(h, theta, spec, mode).sum().backward()
     reference = outputs_and_grads(lambda a, b: simulate(a, b, spec, mode), h.detach().float(), theta.detach(), 1.0)
     assert theta.grad.dtype == torch.float32 and torch.allclose(theta.grad, reference[2], atol=0.1 * n)
+
+
+def test_fused_mode_says_what_it_needs() -> None:
+    """Re-uploaded data cannot be fused (the error names the mode that runs it); a plan whose wires read h out of
+    order is refused rather than simulated wrongly (every VQCSpec encodes column i on wire i)."""
+    spec = VQCSpec(3, 2, reupload=True)
+    with pytest.raises(ValueError, match="use mode 'gates'"):
+        simulate(torch.zeros(2, 3), torch.zeros(spec.weight_shape), spec, "fused")
+    swapped = dataclasses.replace(compile_plan(VQCSpec(3, 1)), encode=((1, 0, 2), (0, 1, 2)))
+    with pytest.raises(ValueError, match=r"wire i to encode column i of h; got \(1, 0, 2\)"):
+        _encoded_in_order(swapped)

@@ -18,8 +18,9 @@ matrix per block of <= BLOCK wires (a tree of Kronecker products, built for all 
     product states by it in one matrix product (cost ~ rows * 2 * 4^n, which dominates from n ~ 8). Up to
     DENSE_QUBITS wires that matrix is a chain of dense factors, one per RY layer and its following phase, all
     built at once (a few dozen tensor ops whatever the depth: at small n the cost is per-op overhead, so the
-    chain and the product state have their backward written out, with the wire-flip rule of Flips); above,
-    the layers are applied to the 2^n basis states as in the gate path.
+    whole call is one autograd function, _SmallCircuit, whose backward is written out with the wire-flip rule
+    of Flips for the chain's RY angles and the product state's); above, the layers are applied to the 2^n
+    basis states as in the gate path.
   - "cone": when every wire's backward light cone is narrower than the register (shallow circuits on many
     wires: each CRZ run widens it by one wire a side), each <Z_j> comes from its cone alone, in the Heisenberg
     picture: the cone's circuit as a dense matrix, the observable M_j it makes of Z_j, and psi^T M_j psi on the
@@ -196,6 +197,16 @@ def _blocks(n: int) -> list[tuple[int, int]]:
 
 
 @dataclass(frozen=True)
+class Chain:
+    """The dense chain's tables: per factor (an RY layer and the phase run after it, _factor_rows) the layer's
+    angle indices and the run's, with leading dims per light cone in the cone mode."""
+
+    ry: torch.Tensor  # [..., factors, n]
+    phase_index: torch.Tensor  # [..., factors, gates]
+    phase_coef: torch.Tensor  # [factors, gates, 2^n]
+
+
+@dataclass(frozen=True)
 class Tables:
     """The plan's index and sign tensors on one device and dtype (cached)."""
 
@@ -207,6 +218,7 @@ class Tables:
     phase_index: torch.Tensor  # [runs + 1, gates]; the last row is no phase
     phase_coef: torch.Tensor  # [runs + 1, gates, 2^n]: phase of basis state x = sum_g coef[g, x] angle_g
     signs2: torch.Tensor  # [2 * 2^n, n]: <Z_i> = (re^2, im^2) @ signs2
+    chain: Chain  # the same rows per factor of the dense chain
 
 
 @lru_cache(maxsize=64)
@@ -237,15 +249,19 @@ def _plan_tables(plan: Plan, spec: VQCSpec, device: torch.device, dtype: torch.d
         phase_index.append(list(index) + [zero_w] * (gates - len(index)))
     phase_index.append([zero_w] * gates)
     signs = 1 - 2 * bits
+    ry = tensor([idx(r, zero_w) for r in plan.ry] + [[zero_w] * width], width)
+    phases = tensor(phase_index, gates)
+    ry_rows, phase_rows = (list(rows) for rows in _factor_rows(plan))
     return Tables(
         encode_h=tensor(idx(plan.encode[0], n), width)[0],
         encode_w=tensor(idx(plan.encode[1], zero_w), width)[0],
-        ry=tensor([idx(r, zero_w) for r in plan.ry] + [[zero_w] * width], width),
+        ry=ry,
         rows_h=tensor([idx(h, n) for h, _ in plan.rows], width),
         rows_w=tensor([idx(w, zero_w) for _, w in plan.rows], width),
-        phase_index=tensor(phase_index, gates),
+        phase_index=phases,
         phase_coef=coef,
         signs2=torch.cat([signs, signs]),
+        chain=Chain(ry[ry_rows], phases[phase_rows], coef[phase_rows]),
     )
 
 
@@ -375,117 +391,175 @@ def _factor_rows(plan: Plan) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(ry_rows), tuple(phase_rows)
 
 
-def _dense_circuit(plan: Plan, tables: Tables, theta_pad: torch.Tensor) -> torch.Tensor:
+def _dense_circuit(chain: Chain, theta_pad: torch.Tensor) -> torch.Tensor:
     """The steps as one matrix [2^n, 2 * 2^n] = (re | im) of the output for a real input row: a chain of factors
     (RY layer) x (following phase), each the real form [[R C, R S], [-R S, R C]] of a complex 2^n matrix, all built
-    at once (_DenseChain). Tables with leading dims (one per light cone) give a matrix per cone."""
-    ry_rows, phase_rows = _factor_rows(plan)
-    dim = 2**plan.n
-    if not ry_rows:
-        lead = tables.ry.shape[:-2]
+    at once (_DenseChain). A chain with leading dims (one per light cone) gives a matrix per cone."""
+    dim = chain.phase_coef.shape[-1]
+    if chain.ry.shape[-2] == 0:
+        lead = chain.ry.shape[:-2]
         return torch.eye(dim, 2 * dim, dtype=theta_pad.dtype, device=theta_pad.device).expand(*lead, dim, 2 * dim)
-    ry_index = tables.ry[..., ry_rows, :]  # [..., factors, n]
-    phase_index = tables.phase_index[..., phase_rows, :]  # [..., factors, gates]
-    return _DenseChain.apply(theta_pad, ry_index, phase_index, tables.phase_coef[list(phase_rows)])
+    return _DenseChain.apply(theta_pad, chain.ry, chain.phase_index, chain.phase_coef)
+
+
+def _chain_forward(theta_pad: torch.Tensor, chain: Chain) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The dense chain's matrix and what its backward needs (_chain_backward)."""
+    dim = chain.phase_coef.shape[-1]
+    rot = ry_matrix(theta_pad[chain.ry])  # [..., factors, 2^n, 2^n]
+    phase = theta_pad[chain.phase_index].unsqueeze(-2) @ chain.phase_coef  # [..., factors, 1, 2^n]: per column
+    cos, sin = torch.cos(phase), torch.sin(phase)
+    rc, rs = rot * cos, rot * sin
+    factors = torch.cat([torch.cat([rc, rs], -1), torch.cat([-rs, rc], -1)], -2)  # [..., factors, 2D, 2D]
+    prefixes = [factors[..., 0, :dim, :]]  # the input is real: only the real half of the first factor's rows
+    for k in range(1, factors.shape[-3]):  # left to right: [2^n, 2 * 2^n] products, the cheapest order
+        prefixes.append(prefixes[-1] @ factors[..., k, :, :])
+    return prefixes[-1], (rot, cos, sin, factors, *prefixes[:-1])
+
+
+def _chain_backward(grad: torch.Tensor, theta_pad: torch.Tensor, chain: Chain, saved) -> torch.Tensor:
+    """theta_pad's gradient from the matrix's: the chain's product rule, then per factor the phase and the rotation
+    parts of [[R C, R S], [-R S, R C]], and the RY angles' from the wire-flip rule (Flips: one small product
+    g_R^T R per factor, then its (x, flip_w(x)) entries)."""
+    rot, cos, sin, factors, *prefixes = saved
+    dim = chain.phase_coef.shape[-1]
+    g_factors = []
+    for k in range(factors.shape[-3] - 1, 0, -1):  # grad: the gradient of the product of factors 0..k
+        g_factors.append(prefixes[k - 1].mT @ grad)
+        grad = grad @ factors[..., k, :, :].mT
+    g_factors.append(torch.cat([grad, torch.zeros_like(grad)], -2))
+    g = torch.stack(g_factors[::-1], -3)  # [..., factors, 2D, 2D]
+    g_rc = g[..., :dim, :dim] + g[..., dim:, dim:]
+    g_rs = g[..., :dim, dim:] - g[..., dim:, :dim]
+    g_rot = g_rc * cos + g_rs * sin
+    g_phase = (rot * (g_rs * cos - g_rc * sin)).sum(-2)  # [..., factors, 2^n]
+    n = chain.ry.shape[-1]
+    flips = _flips(n, rot.device, rot.dtype)  # sum_{y, x} g_rot[y, x] sign_w(x) rot[y, flip_w(x)] / 2:
+    pairs = (g_rot.mT @ rot).flatten(-2).index_select(-1, flips.pairs).unflatten(-1, (n, dim))
+    g_angles = pairs.mul_(flips.sign.squeeze(-1)).sum(-1).mul_(0.5)  # [..., factors, n]
+    g_phase_angles = (g_phase.unsqueeze(-2) @ chain.phase_coef.mT).squeeze(-2)  # [..., factors, gates]
+    g_theta = torch.zeros_like(theta_pad)  # under autocast the products above may be bfloat16: theta's dtype
+    g_theta.index_put_((chain.ry,), g_angles.to(g_theta.dtype), accumulate=True)
+    g_theta.index_put_((chain.phase_index,), g_phase_angles.to(g_theta.dtype), accumulate=True)
+    return g_theta
 
 
 class _DenseChain(torch.autograd.Function):
     """The dense circuit matrix from theta_pad, backward written out (at small n the call's cost is its number of
-    ops, and autograd recorded several dozen for this chain): the chain's product rule, then per factor the phase
-    and the rotation parts of [[R C, R S], [-R S, R C]], and the RY angles' gradient from the wire-flip rule
-    (Flips: one small product g_R^T R per factor, then its (x, flip_w(x)) entries)."""
+    ops, and autograd recorded several dozen for this chain)."""
 
     @staticmethod
-    def forward(ctx, theta_pad, ry_index, phase_index, coef):
-        dim = coef.shape[-1]
-        rot = ry_matrix(theta_pad[ry_index])  # [..., factors, 2^n, 2^n]
-        phase = theta_pad[phase_index].unsqueeze(-2) @ coef  # [..., factors, 1, 2^n]: one per column
-        cos, sin = torch.cos(phase), torch.sin(phase)
-        rc, rs = rot * cos, rot * sin
-        factors = torch.cat([torch.cat([rc, rs], -1), torch.cat([-rs, rc], -1)], -2)  # [..., factors, 2D, 2D]
-        prefixes = [factors[..., 0, :dim, :]]  # the input is real: only the real half of the first factor's rows
-        for k in range(1, factors.shape[-3]):  # left to right: [2^n, 2 * 2^n] products, the cheapest order
-            prefixes.append(prefixes[-1] @ factors[..., k, :, :])
-        ctx.save_for_backward(theta_pad, ry_index, phase_index, coef, rot, cos, sin, factors, *prefixes[:-1])
-        return prefixes[-1]
+    def forward(ctx, theta_pad, ry, phase_index, phase_coef):
+        chain = Chain(ry, phase_index, phase_coef)
+        matrix, saved = _chain_forward(theta_pad, chain)
+        ctx.save_for_backward(theta_pad, ry, phase_index, phase_coef, *saved)
+        return matrix
 
     @staticmethod
     def backward(ctx, grad):
-        theta_pad, ry_index, phase_index, coef, rot, cos, sin, factors, *prefixes = ctx.saved_tensors
-        dim = coef.shape[-1]
-        g_factors = []
-        for k in range(factors.shape[-3] - 1, 0, -1):  # grad: the gradient of the product of factors 0..k
-            g_factors.append(prefixes[k - 1].mT @ grad)
-            grad = grad @ factors[..., k, :, :].mT
-        g_factors.append(torch.cat([grad, torch.zeros_like(grad)], -2))
-        g = torch.stack(g_factors[::-1], -3)  # [..., factors, 2D, 2D]
-        g_rc = g[..., :dim, :dim] + g[..., dim:, dim:]
-        g_rs = g[..., :dim, dim:] - g[..., dim:, :dim]
-        g_rot = g_rc * cos + g_rs * sin
-        g_phase = (rot * (g_rs * cos - g_rc * sin)).sum(-2)  # [..., factors, 2^n]
-        n = ry_index.shape[-1]
-        flips = _flips(n, rot.device, rot.dtype)  # sum_{y, x} g_rot[y, x] sign_w(x) rot[y, flip_w(x)] / 2:
-        pairs = (g_rot.mT @ rot).flatten(-2).index_select(-1, flips.pairs).unflatten(-1, (n, dim))
-        g_angles = pairs.mul_(flips.sign.squeeze(-1)).sum(-1).mul_(0.5)  # [..., factors, n]
-        g_phase_angles = (g_phase.unsqueeze(-2) @ coef.mT).squeeze(-2)  # [..., factors, gates]
-        g_theta = torch.zeros_like(theta_pad)  # under autocast the products above may be bfloat16: theta's dtype
-        g_theta.index_put_((ry_index,), g_angles.to(g_theta.dtype), accumulate=True)
-        g_theta.index_put_((phase_index,), g_phase_angles.to(g_theta.dtype), accumulate=True)
-        return g_theta, None, None, None
+        theta_pad, ry, phase_index, phase_coef, *saved = ctx.saved_tensors
+        return _chain_backward(grad, theta_pad, Chain(ry, phase_index, phase_coef), saved), None, None, None
+
+
+def _expvals(matrix: torch.Tensor, states_t: torch.Tensor, signs2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """<Z_i> [rows, n] of real states^T [2^n, rows] sent through a real matrix [2^n, 2 * 2^n] (re | im of the
+    output), and the output [2 * 2^n, rows] (the backward's), in the layout with rows as the fastest axis: at small
+    n the cost is the number of passes over [2^n, rows] tensors and how well their products vectorise (rows-fast
+    products with a long inner loop)."""
+    out = matrix.T @ states_t
+    return (signs2.T @ out.square()).T, out
+
+
+def _half_output_grad(grad: torch.Tensor, out: torch.Tensor, signs2: torch.Tensor) -> torch.Tensor:
+    """Half the gradient of the output [2 * 2^n, rows] from that of <Z_i> [rows, n] (the 2 of d out^2 is left to
+    the callers: the wire-flip rule's 1/2 cancels it)."""
+    return (signs2 @ grad.T).mul_(out)
+
+
+def _matrix_grad(g_half: torch.Tensor, states_t: torch.Tensor) -> torch.Tensor:
+    return (g_half @ states_t.T).T.mul_(2)
 
 
 class _ThroughMatrix(torch.autograd.Function):
-    """<Z_i> of real states sent through a real matrix [2^n, 2 * 2^n] (re | im of the output), in the layout with
-    rows as the fastest axis, backward written out: at small n the cost is the number of passes over [2^n, rows]
-    tensors and how well their products vectorise, not the arithmetic (rows-fast products with a long inner loop;
-    autograd records about twice the ops). The input is either the states^T [2^n, rows] (as product_state_t makes
-    them) or, with `encoded`, the encoding angles [rows, n], whose product state is made inside and whose gradient
-    comes from the wire-flip rule (Flips; [n, 2^n, rows] elementwise, cheap up to DENSE_QUBITS wires) instead of
-    autograd's tree of the state's outer products (some 30 small ops)."""
+    """<Z_i> of states^T [2^n, rows] sent through the circuit's matrix (_expvals), backward written out (autograd
+    records about twice the ops): the fused mode above DENSE_QUBITS wires, where the matrix is built by the gate
+    path and the states by product_state_t."""
 
     @staticmethod
-    def forward(ctx, inputs, matrix, signs2, encoded: bool):
-        states_t = product_state_t(inputs) if encoded else inputs
-        out = matrix.T @ states_t  # [2 * 2^n, rows]
-        ctx.encoded = encoded
+    def forward(ctx, states_t, matrix, signs2):
+        expvals, out = _expvals(matrix, states_t, signs2)
         ctx.save_for_backward(states_t, matrix, out, signs2)
-        return (signs2.T @ out.square()).T  # [rows, n]
+        return expvals
 
     @staticmethod
     def backward(ctx, grad):
         states_t, matrix, out, signs2 = ctx.saved_tensors
-        g_out = (signs2 @ grad.T).mul_(out).mul_(2)  # [2 * 2^n, rows]
-        g_inputs = matrix @ g_out if ctx.needs_input_grad[0] else None
-        g_matrix = (g_out @ states_t.T).T if ctx.needs_input_grad[1] else None
-        if ctx.encoded and g_inputs is not None:  # d psi / d angle_w = sign * psi[flip] / 2
-            n, rows = signs2.shape[1], states_t.shape[1]
-            flips = _flips(n, states_t.device, states_t.dtype)
-            flipped = states_t.index_select(0, flips.flip).view(n, -1, rows).mul_(flips.sign)
-            g_inputs = flipped.mul_(g_inputs).sum(1).T.mul_(0.5)  # [rows, n]
-        return g_inputs, g_matrix, None, None
+        g_half = _half_output_grad(grad, out, signs2)
+        g_states = (matrix @ g_half).mul_(2) if ctx.needs_input_grad[0] else None
+        g_matrix = _matrix_grad(g_half, states_t) if ctx.needs_input_grad[1] else None
+        return g_states, g_matrix, None
 
 
-def _encode_angles(plan: Plan, tables: Tables, h: torch.Tensor, theta_pad: torch.Tensor) -> torch.Tensor:
-    """The encoding layer's angle per row and wire; h itself (no gather) when wire i reads column i."""
-    if plan.encode[0] == tuple(range(plan.n)):
-        return h + theta_pad[tables.encode_w]
-    h_pad = torch.cat([h, h.new_zeros(h.shape[0], 1)], 1)
-    return h_pad[:, tables.encode_h] + theta_pad[tables.encode_w]
+class _SmallCircuit(torch.autograd.Function):
+    """The whole fused mode up to DENSE_QUBITS wires as one function, (h, theta) -> <Z_i>: the dense chain, the
+    encoding angles h + theta, their product state and _expvals, with one written-out backward (at n = 4 the call
+    is a few dozen small ops, and each autograd node and Python frame is a measurable share of it). The angles'
+    gradient comes from the wire-flip rule (Flips: [n, 2^n, rows] elementwise, cheap at these widths) instead of
+    the product state's tree of outer products. Wire i reads column i of h (the plan's encoding, checked by the
+    caller)."""
+
+    @staticmethod
+    def forward(ctx, h, theta, encode_w, signs2, ry, phase_index, phase_coef):
+        chain = Chain(ry, phase_index, phase_coef)
+        theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
+        matrix, saved = _chain_forward(theta_pad, chain)
+        states_t = product_state_t(h + theta_pad[encode_w])
+        expvals, out = _expvals(matrix, states_t, signs2)
+        ctx.theta_shape = theta.shape
+        ctx.save_for_backward(theta_pad, states_t, matrix, out, signs2, encode_w, ry, phase_index, phase_coef, *saved)
+        return expvals
+
+    @staticmethod
+    def backward(ctx, grad):
+        theta_pad, states_t, matrix, out, signs2, encode_w, ry, phase_index, phase_coef, *saved = ctx.saved_tensors
+        g_half = _half_output_grad(grad, out, signs2)
+        n, rows = signs2.shape[1], states_t.shape[1]
+        flips = _flips(n, states_t.device, states_t.dtype)  # d psi / d angle_w = sign * psi[flip] / 2
+        flipped = states_t.index_select(0, flips.flip).view(n, -1, rows).mul_(flips.sign)
+        g_angles = flipped.mul_(matrix @ g_half).sum(1).T  # [rows, n]: the rule's 1/2 cancels out's 2
+        chain = Chain(ry, phase_index, phase_coef)
+        g_theta = _chain_backward(_matrix_grad(g_half, states_t), theta_pad, chain, saved)
+        g_theta.index_add_(0, encode_w, g_angles.sum(0).to(g_theta.dtype))
+        return g_angles, g_theta[:-1].view(ctx.theta_shape), None, None, None, None, None
+
+
+def _encode_angles(tables: Tables, h: torch.Tensor, theta_pad: torch.Tensor) -> torch.Tensor:
+    """The encoding layer's angle per row and wire (wire i reads column i of h: _encoded_in_order)."""
+    return h + theta_pad[tables.encode_w]
+
+
+def _encoded_in_order(plan: Plan) -> None:
+    """The fused and cone modes read wire i's input from column i of h, as every VQCSpec circuit encodes it."""
+    if plan.per_row:
+        raise ValueError("The fused and cone modes need the data encoded once (reupload=false); use mode 'gates'.")
+    if plan.encode[0] != tuple(range(plan.n)):
+        raise ValueError(f"The fused and cone modes need wire i to encode column i of h; got {plan.encode[0]}.")
 
 
 def simulate_fused(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch.Tensor:
     plan, tables = compile_plan(spec), _tables(spec, h.device, h.dtype)
-    if plan.per_row:
-        raise ValueError("The fused mode needs the data encoded once (reupload=false); use mode 'gates'.")
-    theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
-    angles = _encode_angles(plan, tables, h, theta_pad)
+    _encoded_in_order(plan)
     if spec.n_qubits <= DENSE_QUBITS:
-        return _ThroughMatrix.apply(angles, _dense_circuit(plan, tables, theta_pad), tables.signs2, True)
+        chain = tables.chain
+        return _SmallCircuit.apply(
+            h, theta, tables.encode_w, tables.signs2, chain.ry, chain.phase_index, chain.phase_coef
+        )
+    theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
     eye = torch.eye(2**spec.n_qubits, dtype=h.dtype, device=h.device)
     matrix = _run_steps(eye, plan, tables, None, theta_pad, _shared(plan, tables, theta_pad))  # row j: circuit |j>
     if matrix.dim() == 3:
         matrix = torch.cat([matrix[0], matrix[1]], 1)
-    return _ThroughMatrix.apply(product_state_t(angles), matrix, tables.signs2, False)
+    states_t = product_state_t(_encode_angles(tables, h, theta_pad))
+    return _ThroughMatrix.apply(states_t, matrix, tables.signs2)
 
 
 @dataclass(frozen=True)
@@ -553,14 +627,13 @@ def light_cones(spec: VQCSpec) -> Cones | None:
 
 @lru_cache(maxsize=64)
 @_normal_tensors
-def _cone_tables(spec: VQCSpec, device: torch.device, dtype: torch.dtype) -> Tables:
-    """The cones' tables stacked: index tensors get a leading wire dimension; coefficients and signs are shared."""
-    tables = [_plan_tables(plan, spec, device, dtype) for plan in light_cones(spec).plans]
-    stacked = {
-        name: torch.stack([getattr(t, name) for t in tables])
-        for name in ("encode_h", "encode_w", "ry", "rows_h", "rows_w", "phase_index")
-    }
-    return Tables(**stacked, phase_coef=tables[0].phase_coef, signs2=tables[0].signs2)
+def _cone_tables(spec: VQCSpec, device: torch.device, dtype: torch.dtype) -> tuple[Chain, torch.Tensor]:
+    """The cones' dense chains stacked (index tensors get a leading wire dimension; the coefficients are shared)
+    and the signs of the measured wire's Z over a cone's (re | im) amplitudes [2 * 2^c]."""
+    cones = light_cones(spec)
+    tables = [_plan_tables(plan, spec, device, dtype) for plan in cones.plans]
+    stacked = (torch.stack([t.chain.ry for t in tables]), torch.stack([t.chain.phase_index for t in tables]))
+    return Chain(*stacked, tables[0].chain.phase_coef), tables[0].signs2[:, cones.center]
 
 
 def simulate_cone(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch.Tensor:
@@ -573,14 +646,15 @@ def simulate_cone(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch.
     cones = light_cones(spec)
     if cones is None:
         raise ValueError(f"{spec}: a light cone is the whole register (or the data is re-uploaded): no cone mode.")
-    tables = _cone_tables(spec, h.device, h.dtype)
+    chain, signs = _cone_tables(spec, h.device, h.dtype)
     theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
-    circuit = _dense_circuit(cones.plans[0], tables, theta_pad)  # [n, 2^c, 2 * 2^c]
-    observable = (circuit * tables.signs2[:, cones.center]) @ circuit.mT  # [n, 2^c, 2^c]
+    circuit = _dense_circuit(chain, theta_pad)  # [n, 2^c, 2 * 2^c]
+    observable = (circuit * signs) @ circuit.mT  # [n, 2^c, 2^c]
     n, width = spec.n_qubits, cones.plans[0].n
     short = width // 2  # <Z_j> = f_short^T C_j f_long: trig features of the cone's two parts, the longer one
     coefficients = quadratic_to_trig(observable).reshape(n, 3**short, 3 ** (width - short))  # multiplied by C_j
-    angles = _encode_angles(compile_plan(spec), _tables(spec, h.device, h.dtype), h, theta_pad)  # [rows, n]
+    _encoded_in_order(compile_plan(spec))
+    angles = _encode_angles(_tables(spec, h.device, h.dtype), h, theta_pad)  # [rows, n]
     per_wire = trig_per_wire(angles.T)  # [n, 3, rows]
     radius = cones.center
     ring = torch.cat([per_wire[n - radius :], per_wire, per_wire[:radius]])  # [n + 2 radius, 3, rows]
