@@ -110,6 +110,33 @@ def test_intervals_and_paired_verdicts_by_hand() -> None:
     )
 
 
+def test_step_time_ratios_pair_runs_of_one_seed_on_one_machine() -> None:
+    """vqc's step time over LoRA's: seed 0 (host A) 3.0 / 2.0, seed 1 (host B) 4.0 / 4.0; seed 2's vqc ran on
+    another machine than its LoRA run and seed 3's has no LoRA run, so neither counts: (1.5 + 1.0) / 2."""
+
+    def run(arm: str, seed: int, step: float, host: str) -> dict:
+        return {
+            "phase": "final",
+            "arm": arm,
+            "seed": seed,
+            "step_s": step,
+            "host": host,
+            "val_loss": 1.0,
+            "val_loss_before": 1.5,
+            "mmlu": None,
+            "tokens_per_s": 100.0,
+            "peak_rss_gb": 1.0,
+            "trainable_params": 10,
+            "lr": 1e-3,
+        }
+
+    runs = [run("lora", 0, 2.0, "A"), run("vqc", 0, 3.0, "A"), run("lora", 1, 4.0, "B"), run("vqc", 1, 4.0, "B")]
+    runs += [run("lora", 2, 1.0, "A"), run("vqc", 2, 9.0, "B"), run("vqc", 3, 9.0, "A")]
+    vqc = next(line for line in study_report.table(runs).splitlines() if line.startswith("| vqc |"))
+    assert vqc.split(" | ")[7] == "1.25"
+    assert study_report.hosts(runs) == "A: 4 runs; B: 3 runs"
+
+
 def test_the_journal_keeps_runs_whose_directories_are_gone_and_names_a_bad_line(tmp_path: Path) -> None:
     kept = {"name": "final-vqc-s0-lr0.001", "phase": "final", "arm": "vqc", "seed": 0, "val_loss": 1.5}
     (tmp_path / "runs.jsonl").write_text(json.dumps(kept) + "\n")

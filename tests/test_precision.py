@@ -1,15 +1,17 @@
-"""trainer.precision=auto: the choice per hardware (against hand-written CPU flag sets), its record in the run, and
-bf16-mixed training within a stated tolerance of float32 on the same batches."""
+"""trainer.precision=auto: the choice per hardware (against hand-written CPU flag sets), its record in the run (with
+the host it ran on), and bf16-mixed training within a stated tolerance of float32 on the same batches."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from quantum_ft.train import train
+from quantum_ft.utils.host import describe_host, first_cpu
 from quantum_ft.utils.plots import read_metric_series
 from quantum_ft.utils.precision import choose_precision, cpu_flags
 
@@ -46,6 +48,7 @@ def test_auto_is_resolved_and_recorded_in_the_run(tiny_cfg) -> None:
     expected, why = choose_precision("auto")
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["precision"] == expected and summary["precision_reason"] == why
+    assert summary["host"] == describe_host()
     assert OmegaConf.load(out / "config.yaml").trainer.precision == expected  # what Lightning was given
 
 
@@ -58,3 +61,14 @@ def test_bf16_mixed_loss_is_within_tolerance_of_float32(tiny_cfg, tmp_path: Path
     assert len(losses["32-true"]) == len(losses["bf16-mixed"]) == 4
     assert losses["bf16-mixed"] == pytest.approx(losses["32-true"], rel=BF16_LOSS_TOLERANCE)
     assert losses["bf16-mixed"] != losses["32-true"]  # autocast did run in bf16
+
+
+def test_describe_host_names_the_first_cpu(tmp_path: Path) -> None:
+    """The host line a run's metrics.json records: model name, family and model, the CPU count."""
+    info = tmp_path / "cpuinfo"
+    block = "processor\t: {}\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu\n"
+    info.write_text(block.format(0) + "\n" + block.format(1).replace("EPYC", "other"))
+    assert first_cpu(info)["model name"] == "AMD EPYC" and first_cpu(tmp_path / "missing") == {}
+    described = describe_host(info)
+    assert described.startswith(f"AMD EPYC (family 25, model 17), {os.cpu_count()} CPUs")
+    assert describe_host(tmp_path / "missing").startswith("unknown CPU, ")

@@ -63,6 +63,7 @@ def read_run(directory: Path) -> dict[str, Any] | None:
         "peak_rss_gb": max(rss) if rss else None,
         "val_curve": read_metric_series(csv, "val/loss"),
         "wall_time_s": metrics.get("wall_time_s"),
+        "host": metrics.get("host"),  # timings compare only on one kind of machine (absent before 2026-12-06)
     }
 
 
@@ -139,7 +140,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     for r in runs:
         if r["phase"] in ("final", "base"):
             by_arm[r["arm"]].append(r)
-    lora_steps = [r["step_s"] for r in by_arm.get("lora", []) if r["step_s"]]
+    lora_step = {r["seed"]: r for r in by_arm.get("lora", []) if r["step_s"]}
     lines = [
         "| arm | trainable params | lr | seeds | val loss: mean ± std (95% half-width) | MMLU | tokens/s"
         " | step time / LoRA's | peak RSS GB |",
@@ -148,8 +149,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     for arm, rs in by_arm.items():
         base = arm == "base"  # never trained: its loss is the one measured before training
         losses = [r["val_loss_before" if base else "val_loss"] for r in rs]
-        step = [r["step_s"] for r in rs if r["step_s"]]
-        ratio = f"{statistics.fmean(step) / statistics.fmean(lora_steps):.2f}" if step and lora_steps else "–"
+        ratios = [r["step_s"] / lora_step[r["seed"]]["step_s"] for r in rs if step_pair(r, lora_step.get(r["seed"]))]
         rss = [r["peak_rss_gb"] for r in rs if r["peak_rss_gb"]]
         cells = [
             arm,
@@ -159,11 +159,27 @@ def table(runs: list[dict[str, Any]]) -> str:
             fmt([x for x in losses if x is not None]),
             fmt([r["mmlu"] for r in rs if r["mmlu"] is not None], 3),
             mean_or_dash([r["tokens_per_s"] for r in rs if r["tokens_per_s"]], ".0f"),
-            ratio,
+            mean_or_dash(ratios, ".2f"),
             format(max(rss), ".2f") if rss else "–",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def step_pair(run: dict[str, Any], lora: dict[str, Any] | None) -> bool:
+    """Whether a run's step time compares with LoRA's of its seed: both timed, on the same kind of machine (a
+    study spread over sessions may land on different ones; runs journaled before hosts were recorded count as
+    one)."""
+    return bool(run["step_s"] and lora and lora["step_s"] and run.get("host") == lora.get("host"))
+
+
+def hosts(runs: list[dict[str, Any]]) -> str:
+    """The machines the final runs ran on, with their counts."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in runs:
+        if r["phase"] == "final":
+            counts[r.get("host") or "not recorded (journaled before 2026-12-06)"] += 1
+    return "; ".join(f"{host}: {count} runs" for host, count in sorted(counts.items())) or "–"
 
 
 def paired(runs: list[dict[str, Any]], key: str = "val_loss", higher_is_better: bool = False) -> str:
@@ -231,9 +247,13 @@ def plot(runs: list[dict[str, Any]], out_png: Path) -> Path:
 
 def report(out: Path, runs: list[dict[str, Any]] | None = None) -> str:
     runs = collect(out) if runs is None else runs
+    steps = (
+        "Step time / LoRA's: the mean over seeds of the ratio to LoRA's run of the same seed on the same kind of "
+        f"machine. Machines: {hosts(runs)}."
+    )
     text = (
-        "## Final runs (seeds at each arm's chosen rate)\n\n"
-        f"{table(runs)}\n\n## Paired comparisons of the final validation loss (negative: a lower)\n\n{paired(runs)}\n\n"
+        f"## Final runs (seeds at each arm's chosen rate)\n\n{table(runs)}\n\n{steps}\n\n"
+        f"## Paired comparisons of the final validation loss (negative: a lower)\n\n{paired(runs)}\n\n"
         "## Paired comparisons of MMLU accuracy (positive: a higher)\n\n"
         f"{paired(runs, 'mmlu', higher_is_better=True)}\n\n"
         f"## Learning-rate sweep\n\n{sweep(runs)}\n"

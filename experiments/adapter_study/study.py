@@ -78,6 +78,7 @@ def common(args: argparse.Namespace, mmlu: bool = True) -> list[str]:
         f"data.batch_size={args.batch_size}",
         f"trainer.val_check_interval={args.val_every}",
         "stage.warmup_steps=10",
+        "trainer.precision=bf16-mixed",  # what auto chose for every sweep run, kept whatever the next machine has
         f"callbacks.model_checkpoint.every_n_train_steps={args.ckpt_every}",
         "~callbacks.sample_generations",
         "trainer.enable_progress_bar=false",

@@ -32,6 +32,7 @@ from quantum_ft.models.build import BuiltModel, build_model
 from quantum_ft.stages.base import StageModule
 from quantum_ft.tuning import tune
 from quantum_ft.utils.config import ConfigError, check_requirements, config_path, resolve_ckpt_path
+from quantum_ft.utils.host import describe_host
 from quantum_ft.utils.io import atomic_text
 from quantum_ft.utils.plots import plot_losses
 from quantum_ft.utils.precision import choose_precision
@@ -156,7 +157,13 @@ def finalize(run: Run) -> dict[str, float]:
     quantity = monitor.split("/", 1)[1]  # loss, or reward for GRPO
     plot = plot_losses(out / "csv", out / f"{quantity}_curve.png", title=built.description, quantity=quantity)
     metrics["wall_time_s"] = time.perf_counter() - run.started
-    summary = {"model": built.source.name, "adapter": built.adapter.name, **run.choices, **metrics}
+    summary = {
+        "model": built.source.name,
+        "adapter": built.adapter.name,
+        "host": describe_host(),
+        **run.choices,
+        **metrics,
+    }
     atomic_text(out / "metrics.json", json.dumps(summary, indent=2))  # a study reads its presence as "finished"
     print(report(out, artifact, plot, metrics, monitor), flush=True)
     return metrics

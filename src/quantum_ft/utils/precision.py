@@ -14,19 +14,14 @@ from pathlib import Path
 
 import torch
 
+from quantum_ft.utils.host import CPUINFO, first_cpu
+
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str]:
     """The instruction-set flags of the first CPU listed (Linux); empty where there is no /proc/cpuinfo."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+    return set(first_cpu(cpuinfo).get("flags", "").split())
 
 
 def choose_precision(
