@@ -30,6 +30,7 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 import torch  # noqa: E402
 
 from quantum_ft.utils.allocator import retain_freed_memory  # noqa: E402
+from quantum_ft.utils.host import describe_host  # noqa: E402
 
 ROWS = 8192
 CIRCUITS = [(4, 2), (4, 10), (8, 2), (8, 10), (10, 2), (10, 10)]
@@ -259,7 +260,8 @@ def markdown(results: dict) -> str:
     allocator = info.get("allocator", "default")
     if info.get("thp_mem_alloc") == "1":
         allocator += ", huge pages for tensors >= 2 MB (THP_MEM_ALLOC_ENABLE=1)"
-    lines = [f"Device: {info['device']} ({where}), torch {info['torch']}, CPU allocator: {allocator}.", ""]
+    host = f" on {info['host']}" if info.get("host") else ""
+    lines = [f"Device: {info['device']} ({where}){host}, torch {info['torch']}, CPU allocator: {allocator}.", ""]
     if results["circuits"]:
         lines += [
             "| n | L | torch engine (mode) | default.qubit (rows timed) | lightning.qubit (rows timed)"
@@ -318,6 +320,7 @@ def main() -> None:
 
     info = {
         "device": args.device,
+        "host": describe_host(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name() if args.device == "cuda" else None,
