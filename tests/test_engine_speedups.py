@@ -146,17 +146,29 @@ def test_tables_first_built_under_inference_mode_still_train() -> None:
     assert theta.grad is not None and torch.isfinite(theta.grad).all()
 
 
-@pytest.mark.parametrize("mode, n, layers", [("fused", 4, 2), ("cone", 8, 2)])
+@pytest.mark.parametrize("mode, n, layers", [("fused", 4, 2), ("fused", 7, 2), ("cone", 8, 2)])
 def test_trains_under_bfloat16_autocast(mode: str, n: int, layers: int) -> None:
     """bf16-mixed training runs the engine under autocast: its written-out backwards must hand float32 gradients
-    back to float32 angles (a bfloat16 index_put once stopped every vqc/tq run at this point)."""
+    back to float32 angles (a bfloat16 index_put once stopped every vqc/tq run at this point), and give the same
+    gradients whether backward() is called inside autocast or, as PyTorch advises, after it (their bfloat16
+    products against float32 tables once failed there)."""
     spec = VQCSpec(n, layers)
-    h = torch.rand(16, n).bfloat16().requires_grad_(True)  # activations in bf16, the trained angles in float32
-    theta = torch.rand(spec.weight_shape, requires_grad=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        simulate(h, theta, spec, mode).sum().backward()
-    reference = outputs_and_grads(lambda a, b: simulate(a, b, spec, mode), h.detach().float(), theta.detach(), 1.0)
-    assert theta.grad.dtype == torch.float32 and torch.allclose(theta.grad, reference[2], atol=0.1 * n)
+    h0 = torch.rand(16, n).bfloat16()  # activations in bf16, the trained angles in float32
+    theta0 = torch.rand(spec.weight_shape)
+    grads = []
+    for backward_inside in (True, False):
+        h, theta = h0.clone().requires_grad_(True), theta0.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = simulate(h, theta, spec, mode)
+            if backward_inside:
+                out.sum().backward()
+        if not backward_inside:
+            out.sum().backward()
+        grads.append((h.grad, theta.grad))
+    reference = outputs_and_grads(lambda a, b: simulate(a, b, spec, mode), h0.float(), theta0, 1.0)
+    (h_in, theta_in), (h_out, theta_out) = grads
+    assert theta_in.dtype == torch.float32 and torch.allclose(theta_in, reference[2], atol=0.1 * n)
+    assert torch.equal(theta_in, theta_out) and torch.equal(h_in, h_out)
 
 
 def test_fused_mode_says_what_it_needs() -> None:

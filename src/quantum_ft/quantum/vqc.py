@@ -31,7 +31,7 @@ choose_mode picks among them by a cost estimate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, wraps
 
 import torch
 
@@ -443,6 +443,26 @@ def _chain_backward(grad: torch.Tensor, theta_pad: torch.Tensor, chain: Chain, s
     return g_theta
 
 
+def _autocast_state(tensor: torch.Tensor) -> tuple[str, bool, torch.dtype]:
+    """The autocast state a forward ran under, on the device of its inputs (torch.amp.custom_fwd, for any device)."""
+    device = tensor.device.type
+    return device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
+
+
+def _backward_as_forward(backward):
+    """Run a written-out backward under the autocast state its forward recorded in ctx.autocast: under autocast
+    the forward's products are bfloat16 and its tables float32, and PyTorch's advice is to call backward() outside
+    autocast, where mixing them would fail (torch.amp.custom_bwd, for any device)."""
+
+    @wraps(backward)
+    def under_forward_autocast(ctx, *grads):
+        device, enabled, dtype = ctx.autocast
+        with torch.autocast(device, dtype=dtype, enabled=enabled):
+            return backward(ctx, *grads)
+
+    return under_forward_autocast
+
+
 class _DenseChain(torch.autograd.Function):
     """The dense circuit matrix from theta_pad, backward written out (at small n the call's cost is its number of
     ops, and autograd recorded several dozen for this chain)."""
@@ -451,10 +471,12 @@ class _DenseChain(torch.autograd.Function):
     def forward(ctx, theta_pad, ry, phase_index, phase_coef):
         chain = Chain(ry, phase_index, phase_coef)
         matrix, saved = _chain_forward(theta_pad, chain)
+        ctx.autocast = _autocast_state(theta_pad)
         ctx.save_for_backward(theta_pad, ry, phase_index, phase_coef, *saved)
         return matrix
 
     @staticmethod
+    @_backward_as_forward
     def backward(ctx, grad):
         theta_pad, ry, phase_index, phase_coef, *saved = ctx.saved_tensors
         return _chain_backward(grad, theta_pad, Chain(ry, phase_index, phase_coef), saved), None, None, None
@@ -487,10 +509,12 @@ class _ThroughMatrix(torch.autograd.Function):
     @staticmethod
     def forward(ctx, states_t, matrix, signs2):
         expvals, out = _expvals(matrix, states_t, signs2)
+        ctx.autocast = _autocast_state(states_t)
         ctx.save_for_backward(states_t, matrix, out, signs2)
         return expvals
 
     @staticmethod
+    @_backward_as_forward
     def backward(ctx, grad):
         states_t, matrix, out, signs2 = ctx.saved_tensors
         g_half = _half_output_grad(grad, out, signs2)
@@ -514,11 +538,12 @@ class _SmallCircuit(torch.autograd.Function):
         matrix, saved = _chain_forward(theta_pad, chain)
         states_t = product_state_t(h + theta_pad[encode_w])
         expvals, out = _expvals(matrix, states_t, signs2)
-        ctx.theta_shape = theta.shape
+        ctx.theta_shape, ctx.autocast = theta.shape, _autocast_state(h)
         ctx.save_for_backward(theta_pad, states_t, matrix, out, signs2, encode_w, ry, phase_index, phase_coef, *saved)
         return expvals
 
     @staticmethod
+    @_backward_as_forward
     def backward(ctx, grad):
         theta_pad, states_t, matrix, out, signs2, encode_w, ry, phase_index, phase_coef, *saved = ctx.saved_tensors
         g_half = _half_output_grad(grad, out, signs2)
