@@ -69,6 +69,18 @@ def test_linear_cross_entropy_in_float32_matches_to_1e_6() -> None:
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_second_derivatives_are_refused_not_wrong() -> None:
+    """The loss's gradients are formed in its forward pass, so they have no graph of their own: differentiating them
+    again must raise, not return a Hessian with terms missing."""
+    hidden = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
+    scale = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)  # makes the incoming gradient need a graph
+    loss = scale * linear_cross_entropy(hidden, weight, torch.tensor([0, 1, 2, 3, 4]))
+    (grad,) = torch.autograd.grad(loss, hidden, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.square().sum().backward()
+
+
 def test_no_labelled_token_gives_a_zero_loss_with_a_graph() -> None:
     hidden = torch.randn(0, 4, requires_grad=True)
     weight = torch.randn(10, 4, requires_grad=True)

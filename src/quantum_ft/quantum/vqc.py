@@ -25,7 +25,9 @@ matrix per block of <= BLOCK wires (a tree of Kronecker products, built for all 
     wires: each CRZ run widens it by one wire a side), each <Z_j> comes from its cone alone, in the Heisenberg
     picture: the cone's circuit as a dense matrix, the observable M_j it makes of Z_j, and psi^T M_j psi on the
     cone's product state (cost ~ rows * n * 4^c for cones of c wires instead of rows * 2 * 4^n).
-choose_mode picks among them by a cost estimate.
+choose_mode picks among them by a cost estimate. The written-out backwards run under their forward's autocast state,
+and under backward(create_graph=True) hand over to autograd on the forward's ops, so second derivatives are exact
+in every mode (slower; the gate path is autograd throughout).
 """
 
 from __future__ import annotations
@@ -416,6 +418,10 @@ def _chain_forward(theta_pad: torch.Tensor, chain: Chain) -> tuple[torch.Tensor,
     return prefixes[-1], (rot, cos, sin, factors, *prefixes[:-1])
 
 
+def _chain_matrix(theta_pad, ry, phase_index, phase_coef) -> torch.Tensor:
+    return _chain_forward(theta_pad, Chain(ry, phase_index, phase_coef))[0]
+
+
 def _chain_backward(grad: torch.Tensor, theta_pad: torch.Tensor, chain: Chain, saved) -> torch.Tensor:
     """theta_pad's gradient from the matrix's: the chain's product rule, then per factor the phase and the rotation
     parts of [[R C, R S], [-R S, R C]], and the RY angles' from the wire-flip rule (Flips: one small product
@@ -463,6 +469,15 @@ def _backward_as_forward(backward):
     return under_forward_autocast
 
 
+def _differentiable_backward(ops, inputs: tuple, needs: tuple[bool, ...], grad: torch.Tensor) -> tuple:
+    """The backward for backward(create_graph=True), which asks for gradients that are differentiable themselves:
+    the written-out formulas are not (second derivatives through them would silently miss terms), so the forward's
+    ops run again under autograd and autograd differentiates them (slower, exact to any order)."""
+    wanted = [x for x, need in zip(inputs, needs) if need]
+    grads = iter(torch.autograd.grad(ops(*inputs), wanted, grad, create_graph=True, allow_unused=True))
+    return tuple(next(grads) if need else None for need in needs)
+
+
 class _DenseChain(torch.autograd.Function):
     """The dense circuit matrix from theta_pad, backward written out (at small n the call's cost is its number of
     ops, and autograd recorded several dozen for this chain)."""
@@ -479,6 +494,9 @@ class _DenseChain(torch.autograd.Function):
     @_backward_as_forward
     def backward(ctx, grad):
         theta_pad, ry, phase_index, phase_coef, *saved = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            inputs = (theta_pad, ry, phase_index, phase_coef)
+            return _differentiable_backward(_chain_matrix, inputs, ctx.needs_input_grad, grad)
         return _chain_backward(grad, theta_pad, Chain(ry, phase_index, phase_coef), saved), None, None, None
 
 
@@ -517,10 +535,22 @@ class _ThroughMatrix(torch.autograd.Function):
     @_backward_as_forward
     def backward(ctx, grad):
         states_t, matrix, out, signs2 = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            ops = lambda s, m, z: _expvals(m, s, z)[0]  # noqa: E731
+            return _differentiable_backward(ops, (states_t, matrix, signs2), ctx.needs_input_grad, grad)
         g_half = _half_output_grad(grad, out, signs2)
         g_states = (matrix @ g_half).mul_(2) if ctx.needs_input_grad[0] else None
         g_matrix = _matrix_grad(g_half, states_t) if ctx.needs_input_grad[1] else None
         return g_states, g_matrix, None
+
+
+def _small_circuit(h, theta, encode_w, signs2, ry, phase_index, phase_coef) -> tuple[torch.Tensor, tuple]:
+    """_SmallCircuit's forward in tensor ops: <Z_i> [rows, n], and what its written-out backward reuses."""
+    theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
+    matrix, saved = _chain_forward(theta_pad, Chain(ry, phase_index, phase_coef))
+    states_t = product_state_t(h + theta_pad[encode_w])
+    expvals, out = _expvals(matrix, states_t, signs2)
+    return expvals, (theta_pad, states_t, matrix, out, saved)
 
 
 class _SmallCircuit(torch.autograd.Function):
@@ -532,20 +562,21 @@ class _SmallCircuit(torch.autograd.Function):
     caller)."""
 
     @staticmethod
-    def forward(ctx, h, theta, encode_w, signs2, ry, phase_index, phase_coef):
-        chain = Chain(ry, phase_index, phase_coef)
-        theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
-        matrix, saved = _chain_forward(theta_pad, chain)
-        states_t = product_state_t(h + theta_pad[encode_w])
-        expvals, out = _expvals(matrix, states_t, signs2)
-        ctx.theta_shape, ctx.autocast = theta.shape, _autocast_state(h)
-        ctx.save_for_backward(theta_pad, states_t, matrix, out, signs2, encode_w, ry, phase_index, phase_coef, *saved)
+    def forward(ctx, *inputs):
+        expvals, (theta_pad, states_t, matrix, out, saved) = _small_circuit(*inputs)
+        ctx.theta_shape, ctx.autocast = inputs[1].shape, _autocast_state(inputs[0])
+        ctx.save_for_backward(*inputs, theta_pad, states_t, matrix, out, *saved)
         return expvals
 
     @staticmethod
     @_backward_as_forward
     def backward(ctx, grad):
-        theta_pad, states_t, matrix, out, signs2, encode_w, ry, phase_index, phase_coef, *saved = ctx.saved_tensors
+        h, theta, encode_w, signs2, ry, phase_index, phase_coef, theta_pad, states_t, matrix, out, *saved = (
+            ctx.saved_tensors
+        )
+        if torch.is_grad_enabled():
+            inputs = (h, theta, encode_w, signs2, ry, phase_index, phase_coef)
+            return _differentiable_backward(lambda *x: _small_circuit(*x)[0], inputs, ctx.needs_input_grad, grad)
         g_half = _half_output_grad(grad, out, signs2)
         n, rows = signs2.shape[1], states_t.shape[1]
         flips = _flips(n, states_t.device, states_t.dtype)  # d psi / d angle_w = sign * psi[flip] / 2

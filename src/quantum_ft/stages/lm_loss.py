@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from quantum_ft.data.encode import IGNORE_INDEX
 
@@ -101,6 +102,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return total
 
     @staticmethod
+    @once_differentiable  # the gradients were formed in the forward: a second derivative through them would be wrong
     def backward(ctx: Any, grad_total: torch.Tensor):
         grad_hidden, grad_weight = ctx.saved_tensors
         want_hidden, want_weight = ctx.wants
