@@ -28,8 +28,9 @@ $(VENV)/.test-installed: $(VENV)/.installed
 train: setup
 	$(BIN)/python -m quantum_ft.train $(ARGS)
 
+# --durations: every run ends with its slowest tests, so a CI log says where the minutes go.
 test: setup-test local-slurm
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest --durations=25 $(ARGS)
 
 # The SLURM tests need a cluster: as root on Debian, `make test` starts a local one (launchers/local_slurm/);
 # elsewhere they are skipped (QFT_REQUIRE_SLURM=1, as in CI, makes that a failure).
