@@ -137,6 +137,17 @@ def test_step_time_ratios_pair_runs_of_one_seed_on_one_machine() -> None:
     assert study_report.hosts(runs) == "A: 4 runs; B: 3 runs"
 
 
+def test_the_sweep_plot_rings_each_arms_lowest_loss_and_skips_failed_rates(tmp_path: Path) -> None:
+    def run(arm: str, lr: float, loss: float | None) -> dict:
+        return {"phase": "sweep", "arm": arm, "seed": 0, "lr": lr, "val_loss": loss}
+
+    runs = [run("lora", 1e-3, 1.62), run("lora", 3e-3, 1.61), run("lora", 1e-2, 1.65)]
+    runs += [run("vqc", 1e-3, 1.64), run("vqc", 1e-2, 1.617), run("vqc", 3e-2, None)]  # 3e-2 diverged
+    assert study_report.sweep_plot(runs, tmp_path / "sweep.png") == {"lora": 3e-3, "vqc": 1e-2}
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(tmp_path.iterdir()) == [tmp_path / "sweep.png"]  # written through a temporary file, renamed
+
+
 def test_the_journal_keeps_runs_whose_directories_are_gone_and_names_a_bad_line(tmp_path: Path) -> None:
     kept = {"name": "final-vqc-s0-lr0.001", "phase": "final", "arm": "vqc", "seed": 0, "val_loss": 1.5}
     (tmp_path / "runs.jsonl").write_text(json.dumps(kept) + "\n")

@@ -3,13 +3,14 @@ offline switch, the data-stats command."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from quantum_ft.artifacts import AtomicCheckpointIO
-from quantum_ft.utils.io import append_journal, atomic_directory, read_journal
+from quantum_ft.utils.io import append_journal, atomic_directory, atomic_text, read_journal
 from quantum_ft.utils.modes import evaluating
 from quantum_ft.utils.plots import ema, read_metric_series
 from quantum_ft.utils.text import pad, pad_with_mask
@@ -126,3 +127,17 @@ def test_a_torn_journal_line_is_cut_off_and_appending_continues_cleanly(tmp_path
     append_journal(journal, {"name": "c", "n": 3})
     assert [r["name"] for r in read_journal(journal)] == ["a", "b", "c"]
     assert journal.read_text().count("\n") == 3
+
+
+def test_atomic_writes_keep_permissions_and_give_new_files_the_umasks(tmp_path: Path) -> None:
+    """A replaced file keeps its mode; a new one gets what open() would give it, not the temporary file's 0600."""
+    umask = os.umask(0o022)
+    try:
+        atomic_text(tmp_path / "new.md", "a")
+        assert (tmp_path / "new.md").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "kept.md").write_text("old")
+        (tmp_path / "kept.md").chmod(0o640)
+        atomic_text(tmp_path / "kept.md", "new")
+        assert (tmp_path / "kept.md").stat().st_mode & 0o777 == 0o640 and (tmp_path / "kept.md").read_text() == "new"
+    finally:
+        os.umask(umask)

@@ -4,9 +4,9 @@
 
 Writes beside the runs: runs.jsonl (one line per finished run: arm, seed, rate, parameters, final and per-validation
 losses, MMLU, tokens/s, peak memory; the driver adds each run as it finishes, and it is committed), report.md (the
-table and the paired comparisons) and val_loss.png (mean validation loss per arm with a band of one standard
-deviation over seeds). Intervals are 95% Student-t intervals over seeds; paired comparisons take the difference per
-seed first (the same data split and order), then its interval.
+table and the paired comparisons), val_loss.png (mean validation loss per arm with a band of one standard deviation
+over seeds) and sweep.png (each arm's loss against the rate). Intervals are 95% Student-t intervals over seeds;
+paired comparisons take the difference per seed first (the same data split and order), then its interval.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from quantum_ft.utils.io import atomic_text
-from quantum_ft.utils.plots import read_metric_series
+from quantum_ft.utils.plots import finish, read_metric_series
 
 PAIRS = [
     ("vqc", "vqc_classical"),  # does the circuit itself do anything?
@@ -235,14 +235,29 @@ def plot(runs: list[dict[str, Any]], out_png: Path) -> Path:
     bases = [r["val_loss_before"] for r in runs if r["phase"] == "base" and r["val_loss_before"] is not None]
     if bases:
         ax.axhline(statistics.fmean(bases), color="black", linestyle="--", label="untrained base")
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("validation loss")
-    ax.set_title("Validation loss per arm (mean ± 1 std over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_png)
-    return out_png
+    title = "Validation loss per arm (mean ± 1 std over seeds)"
+    return finish(fig, ax, "optimiser step", "validation loss", title, out_png, legend_size=8)
+
+
+def sweep_plot(runs: list[dict[str, Any]], out_png: Path) -> dict[str, float]:
+    """Each arm's validation loss after the sweep against the rate (log axis), the chosen rate (the lowest loss)
+    ringed; failed rates are left out. Returns the chosen rate per arm."""
+    curves: dict[str, dict[float, float]] = defaultdict(dict)
+    for r in runs:
+        if r["phase"] == "sweep" and r["val_loss"] is not None:
+            curves[r["arm"]][r["lr"]] = r["val_loss"]
+    fig = Figure(figsize=(8, 4.8), dpi=120)
+    ax = fig.subplots()
+    chosen = {}
+    for arm, points in sorted(curves.items()):
+        rates = sorted(points)
+        (line,) = ax.plot(rates, [points[lr] for lr in rates], marker="o", markersize=3, label=arm)
+        chosen[arm] = min(rates, key=points.get)
+        ax.plot(chosen[arm], points[chosen[arm]], marker="o", markersize=10, fillstyle="none", color=line.get_color())
+    ax.set_xscale("log")
+    title = "Rate sweep: validation loss after the sweep's steps (seed 0; ringed: the rate chosen)"
+    finish(fig, ax, "learning rate", "validation loss", title, out_png, legend_size=8)
+    return chosen
 
 
 def report(out: Path, runs: list[dict[str, Any]] | None = None) -> str:
@@ -261,6 +276,8 @@ def report(out: Path, runs: list[dict[str, Any]] | None = None) -> str:
     atomic_text(out / "report.md", text)
     if any(r["phase"] == "final" for r in runs):
         plot(runs, out / "val_loss.png")
+    if any(r["phase"] == "sweep" for r in runs):
+        sweep_plot(runs, out / "sweep.png")
     print(text)
     return text
 

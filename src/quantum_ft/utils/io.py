@@ -15,7 +15,8 @@ import torch
 
 
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
-    """Call `write(tmp_path)`, fsync, then rename over `path`: a crash at any point keeps the old file."""
+    """Call `write(tmp_path)`, fsync, then rename over `path`: a crash at any point keeps the old file. The file
+    gets the old one's permissions, or a new file's under the umask (not mkstemp's owner-only 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -24,10 +25,23 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else _new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_file_mode() -> int:
+    """0666 under the process's umask, read from /proc where it can be (os.umask can only read it by setting it,
+    which another thread creating a file at that moment would see)."""
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_text(path: str | Path, text: str) -> None:

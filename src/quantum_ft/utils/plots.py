@@ -8,6 +8,8 @@ from typing import Any
 
 from matplotlib.figure import Figure  # not pyplot: saving a plot leaves the user's backend alone
 
+from quantum_ft.utils.io import atomic_write
+
 
 def read_metric_series(csv_root: Path, name: str) -> list[tuple[int, float]]:
     """(step, value) pairs of one metric across every CSVLogger version under `csv_root` (a resumed run
@@ -60,14 +62,13 @@ def plot_lr_find(lrs: list[float], losses: list[float], suggestion: float | None
     return finish(fig, ax, "learning rate", "loss", "LR finder", out_png)
 
 
-def finish(fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str, out_png: Path) -> Path:
-    """Labels, grid, legend, layout, and the PNG written (its folder made)."""
+def finish(fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str, out_png: Path, legend_size=None) -> Path:
+    """Labels, grid, legend, layout, and the PNG written (its folder made; a crash keeps the previous picture)."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
+    atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
     return out_png
