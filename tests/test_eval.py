@@ -110,8 +110,15 @@ def test_csv_readers_for_mmlu_and_headed_exams(tmp_path: Path) -> None:
 
 
 def test_hub_exam_offline_says_how_to_provide_it(monkeypatch, tmp_path: Path) -> None:
+    import datasets
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
+    # the libraries read HF_HUB_OFFLINE when first imported (here, before this test): without these the load went
+    # out to the network and took ~24 s of timeouts to fail
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(EvalDataError, match=r"point eval\.cmmlu\.path at the folder or zip holding its dev/ and test/"):
         load_hub("cmmlu", None, ["arts"], 2)
 
