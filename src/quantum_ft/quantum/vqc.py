@@ -519,6 +519,10 @@ def _matrix_grad(g_half: torch.Tensor, states_t: torch.Tensor) -> torch.Tensor:
     return (g_half @ states_t.T).T.mul_(2)
 
 
+def _through_matrix(states_t: torch.Tensor, matrix: torch.Tensor, signs2: torch.Tensor) -> torch.Tensor:
+    return _expvals(matrix, states_t, signs2)[0]
+
+
 class _ThroughMatrix(torch.autograd.Function):
     """<Z_i> of states^T [2^n, rows] sent through the circuit's matrix (_expvals), backward written out (autograd
     records about twice the ops): the fused mode above DENSE_QUBITS wires, where the matrix is built by the gate
@@ -536,8 +540,7 @@ class _ThroughMatrix(torch.autograd.Function):
     def backward(ctx, grad):
         states_t, matrix, out, signs2 = ctx.saved_tensors
         if torch.is_grad_enabled():
-            ops = lambda s, m, z: _expvals(m, s, z)[0]  # noqa: E731
-            return _differentiable_backward(ops, (states_t, matrix, signs2), ctx.needs_input_grad, grad)
+            return _differentiable_backward(_through_matrix, (states_t, matrix, signs2), ctx.needs_input_grad, grad)
         g_half = _half_output_grad(grad, out, signs2)
         g_states = (matrix @ g_half).mul_(2) if ctx.needs_input_grad[0] else None
         g_matrix = _matrix_grad(g_half, states_t) if ctx.needs_input_grad[1] else None
