@@ -455,27 +455,31 @@ def _autocast_state(tensor: torch.Tensor) -> tuple[str, bool, torch.dtype]:
     return device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
 
 
-def _backward_as_forward(backward):
-    """Run a written-out backward under the autocast state its forward recorded in ctx.autocast: under autocast
-    the forward's products are bfloat16 and its tables float32, and PyTorch's advice is to call backward() outside
-    autocast, where mixing them would fail (torch.amp.custom_bwd, for any device)."""
+def _written_out(ops):
+    """Decorate a written-out backward whose ctx.saved_tensors begin with the forward's inputs, and whose forward
+    recorded ctx.autocast (_autocast_state). The backward runs under that autocast state: under autocast the
+    forward's products are bfloat16 and its tables float32, and PyTorch's advice is to call backward() outside
+    autocast, where mixing them would fail (torch.amp.custom_bwd, for any device). Under backward(create_graph=True)
+    the written-out formulas, which are not differentiable themselves (second derivatives through them would
+    silently miss terms), give way to autograd on `ops`, the forward's math in tensor ops: slower, exact to any
+    order."""
 
-    @wraps(backward)
-    def under_forward_autocast(ctx, *grads):
-        device, enabled, dtype = ctx.autocast
-        with torch.autocast(device, dtype=dtype, enabled=enabled):
-            return backward(ctx, *grads)
+    def decorate(backward):
+        @wraps(backward)
+        def wrapped(ctx, grad):
+            device, enabled, dtype = ctx.autocast
+            with torch.autocast(device, dtype=dtype, enabled=enabled):
+                if not torch.is_grad_enabled():
+                    return backward(ctx, grad)
+                needs = ctx.needs_input_grad
+                inputs = ctx.saved_tensors[: len(needs)]
+                wanted = [x for x, need in zip(inputs, needs) if need]
+                grads = iter(torch.autograd.grad(ops(*inputs), wanted, grad, create_graph=True, allow_unused=True))
+                return tuple(next(grads) if need else None for need in needs)
 
-    return under_forward_autocast
+        return wrapped
 
-
-def _differentiable_backward(ops, inputs: tuple, needs: tuple[bool, ...], grad: torch.Tensor) -> tuple:
-    """The backward for backward(create_graph=True), which asks for gradients that are differentiable themselves:
-    the written-out formulas are not (second derivatives through them would silently miss terms), so the forward's
-    ops run again under autograd and autograd differentiates them (slower, exact to any order)."""
-    wanted = [x for x, need in zip(inputs, needs) if need]
-    grads = iter(torch.autograd.grad(ops(*inputs), wanted, grad, create_graph=True, allow_unused=True))
-    return tuple(next(grads) if need else None for need in needs)
+    return decorate
 
 
 class _DenseChain(torch.autograd.Function):
@@ -491,12 +495,9 @@ class _DenseChain(torch.autograd.Function):
         return matrix
 
     @staticmethod
-    @_backward_as_forward
+    @_written_out(_chain_matrix)
     def backward(ctx, grad):
         theta_pad, ry, phase_index, phase_coef, *saved = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            inputs = (theta_pad, ry, phase_index, phase_coef)
-            return _differentiable_backward(_chain_matrix, inputs, ctx.needs_input_grad, grad)
         return _chain_backward(grad, theta_pad, Chain(ry, phase_index, phase_coef), saved), None, None, None
 
 
@@ -532,15 +533,13 @@ class _ThroughMatrix(torch.autograd.Function):
     def forward(ctx, states_t, matrix, signs2):
         expvals, out = _expvals(matrix, states_t, signs2)
         ctx.autocast = _autocast_state(states_t)
-        ctx.save_for_backward(states_t, matrix, out, signs2)
+        ctx.save_for_backward(states_t, matrix, signs2, out)
         return expvals
 
     @staticmethod
-    @_backward_as_forward
+    @_written_out(_through_matrix)
     def backward(ctx, grad):
-        states_t, matrix, out, signs2 = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            return _differentiable_backward(_through_matrix, (states_t, matrix, signs2), ctx.needs_input_grad, grad)
+        states_t, matrix, signs2, out = ctx.saved_tensors
         g_half = _half_output_grad(grad, out, signs2)
         g_states = (matrix @ g_half).mul_(2) if ctx.needs_input_grad[0] else None
         g_matrix = _matrix_grad(g_half, states_t) if ctx.needs_input_grad[1] else None
@@ -572,14 +571,11 @@ class _SmallCircuit(torch.autograd.Function):
         return expvals
 
     @staticmethod
-    @_backward_as_forward
+    @_written_out(lambda *inputs: _small_circuit(*inputs)[0])
     def backward(ctx, grad):
         h, theta, encode_w, signs2, ry, phase_index, phase_coef, theta_pad, states_t, matrix, out, *saved = (
             ctx.saved_tensors
         )
-        if torch.is_grad_enabled():
-            inputs = (h, theta, encode_w, signs2, ry, phase_index, phase_coef)
-            return _differentiable_backward(lambda *x: _small_circuit(*x)[0], inputs, ctx.needs_input_grad, grad)
         g_half = _half_output_grad(grad, out, signs2)
         n, rows = signs2.shape[1], states_t.shape[1]
         flips = _flips(n, states_t.device, states_t.dtype)  # d psi / d angle_w = sign * psi[flip] / 2
