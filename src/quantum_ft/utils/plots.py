@@ -62,7 +62,9 @@ def plot_lr_find(lrs: list[float], losses: list[float], suggestion: float | None
     return finish(fig, ax, "learning rate", "loss", "LR finder", out_png)
 
 
-def finish(fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str, out_png: Path, legend_size=None) -> Path:
+def finish(
+    fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str, out_png: Path, legend_size: float | None = None
+) -> Path:
     """Labels, grid, legend, layout, and the PNG written (its folder made; a crash keeps the previous picture)."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
