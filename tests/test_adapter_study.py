@@ -148,6 +148,24 @@ def test_the_sweep_plot_rings_each_arms_lowest_loss_and_skips_failed_rates(tmp_p
     assert list(tmp_path.iterdir()) == [tmp_path / "sweep.png"]  # written through a temporary file, renamed
 
 
+def test_the_loss_plot_averages_seeds_and_zooms_in_without_the_reference_arms(tmp_path: Path) -> None:
+    def run(arm: str, seed: int, curve: list[float]) -> dict:
+        return {"phase": "final", "arm": arm, "seed": seed, "val_curve": list(zip(range(0, 301, 100), curve))}
+
+    runs = [run("vqc", 0, [1.7, 1.64, 1.61, 1.60]), run("vqc", 1, [1.7, 1.62, 1.59, 1.58])]
+    runs += [run("vqc_reference", 0, [3.6, 2.0, 1.7, 1.65]), run("lora", 0, [1.7, 1.63, 1.6, 1.59])]
+    runs.append({"phase": "base", "arm": "base", "seed": 0, "val_loss_before": 1.7, "val_curve": []})
+    arm_curves = study_report.curves(runs)
+    steps, mean, std = arm_curves["vqc"]
+    assert steps == [0, 100, 200, 300] and mean == pytest.approx([1.7, 1.63, 1.60, 1.59])
+    assert std == pytest.approx([0.0, 0.02 / math.sqrt(2), 0.02 / math.sqrt(2), 0.02 / math.sqrt(2)])
+    assert arm_curves["lora"][2] == [0.0] * 4  # one seed: no band
+    zoom = study_report.final_stretch(arm_curves)
+    assert sorted(zoom) == ["lora", "vqc"]  # the reference-init arm starts far above: left out of the zoom
+    assert zoom["vqc"] == ([200, 300], pytest.approx([1.60, 1.59]), pytest.approx([0.02 / math.sqrt(2)] * 2))
+    assert study_report.plot(runs, tmp_path / "val_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_the_journal_keeps_runs_whose_directories_are_gone_and_names_a_bad_line(tmp_path: Path) -> None:
     kept = {"name": "final-vqc-s0-lr0.001", "phase": "final", "arm": "vqc", "seed": 0, "val_loss": 1.5}
     (tmp_path / "runs.jsonl").write_text(json.dumps(kept) + "\n")

@@ -5,8 +5,9 @@
 Writes beside the runs: runs.jsonl (one line per finished run: arm, seed, rate, parameters, final and per-validation
 losses, MMLU, tokens/s, peak memory; the driver adds each run as it finishes, and it is committed), report.md (the
 table and the paired comparisons), val_loss.png (mean validation loss per arm with a band of one standard deviation
-over seeds) and sweep.png (each arm's loss against the rate). Intervals are 95% Student-t intervals over seeds;
-paired comparisons take the difference per seed first (the same data split and order), then its interval.
+over seeds, and a zoom on the second half of training) and sweep.png (each arm's loss against the rate). Intervals
+are 95% Student-t intervals over seeds; paired comparisons take the difference per seed first (the same data split
+and order), then its interval.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from quantum_ft.utils.io import atomic_text
-from quantum_ft.utils.plots import finish, read_metric_series
+from quantum_ft.utils.plots import finish, label_panel, read_metric_series
 
 PAIRS = [
     ("vqc", "vqc_classical"),  # does the circuit itself do anything?
@@ -212,31 +213,55 @@ def sweep(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(runs: list[dict[str, Any]], out_png: Path) -> Path:
-    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+def curves(runs: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float], list[float]]]:
+    """Per arm of the final runs: the validation steps, the mean loss over seeds and its standard deviation (0 for
+    one seed)."""
+    points: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         if r["phase"] == "final":
             for step, loss in r["val_curve"]:
-                curves[r["arm"]][int(step)].append(loss)
-    fig = Figure(figsize=(8, 4.8), dpi=120)
-    ax = fig.subplots()
-    for arm, points in sorted(curves.items()):
-        steps = sorted(points)
-        mean = [statistics.fmean(points[s]) for s in steps]
-        std = [statistics.stdev(points[s]) if len(points[s]) > 1 else 0.0 for s in steps]
-        (line,) = ax.plot(steps, mean, marker="o", markersize=3, label=arm)
-        ax.fill_between(
-            steps,
-            [m - s for m, s in zip(mean, std)],
-            [m + s for m, s in zip(mean, std)],
-            alpha=0.15,
-            color=line.get_color(),
-        )
+                points[r["arm"]][int(step)].append(loss)
+    out = {}
+    for arm, by_step in sorted(points.items()):
+        steps = sorted(by_step)
+        mean = [statistics.fmean(by_step[s]) for s in steps]
+        std = [statistics.stdev(by_step[s]) if len(by_step[s]) > 1 else 0.0 for s in steps]
+        out[arm] = (steps, mean, std)
+    return out
+
+
+def final_stretch(arm_curves: dict[str, tuple[list[int], list[float], list[float]]]) -> dict[str, tuple]:
+    """What the zoomed panel shows: the second half of the steps, without the reference-init arms (the demo's
+    random up-map starts far above the base loss, and on one axis with it the other arms' differences, a few
+    thousandths, would be flat lines)."""
+    last = max((steps[-1] for steps, _, _ in arm_curves.values()), default=0)
+    out = {}
+    for arm, (steps, mean, std) in arm_curves.items():
+        if arm.endswith("_reference"):
+            continue
+        kept = [i for i, s in enumerate(steps) if s >= last / 2]
+        out[arm] = tuple([seq[i] for i in kept] for seq in (steps, mean, std))
+    return out
+
+
+def plot(runs: list[dict[str, Any]], out_png: Path) -> Path:
+    """Two panels of mean validation loss with a band of one standard deviation: every arm over every step with
+    the untrained base, and final_stretch's zoom, where the arms' differences are visible."""
+    arm_curves = curves(runs)
+    colours = {arm: f"C{i}" for i, arm in enumerate(arm_curves)}  # one colour per arm in both panels
+    fig = Figure(figsize=(12, 4.8), dpi=120)
+    whole, zoom = fig.subplots(1, 2)
+    for ax, shown in ((whole, arm_curves), (zoom, final_stretch(arm_curves))):
+        for arm, (steps, mean, std) in shown.items():
+            ax.plot(steps, mean, marker="o", markersize=3, label=arm, color=colours[arm])
+            low, high = [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)]
+            ax.fill_between(steps, low, high, alpha=0.15, color=colours[arm])
     bases = [r["val_loss_before"] for r in runs if r["phase"] == "base" and r["val_loss_before"] is not None]
     if bases:
-        ax.axhline(statistics.fmean(bases), color="black", linestyle="--", label="untrained base")
-    title = "Validation loss per arm (mean ± 1 std over seeds)"
-    return finish(fig, ax, "optimiser step", "validation loss", title, out_png, legend_size=8)
+        whole.axhline(statistics.fmean(bases), color="black", linestyle="--", label="untrained base")
+    label_panel(whole, "optimiser step", "validation loss", "Validation loss per arm (mean ± 1 std over seeds)", 8)
+    title = "Second half of training, reference-init arms left out"
+    return finish(fig, zoom, "optimiser step", "validation loss", title, out_png, legend_size=8)
 
 
 def sweep_plot(runs: list[dict[str, Any]], out_png: Path) -> dict[str, float]:

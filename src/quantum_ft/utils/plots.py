@@ -66,11 +66,16 @@ def finish(
     fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str, out_png: Path, legend_size: float | None = None
 ) -> Path:
     """Labels, grid, legend, layout, and the PNG written (its folder made; a crash keeps the previous picture)."""
+    label_panel(ax, xlabel, ylabel, title, legend_size)
+    fig.tight_layout()
+    atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
+    return out_png
+
+
+def label_panel(ax: Any, xlabel: str, ylabel: str, title: str, legend_size: float | None = None) -> None:
+    """Axis labels, title, a light grid and the legend: one panel's finish (finish() does it for the last panel)."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=legend_size)
-    fig.tight_layout()
-    atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
-    return out_png
