@@ -267,16 +267,27 @@ def _plan_tables(plan: Plan, spec: VQCSpec, device: torch.device, dtype: torch.d
     )
 
 
+def _theta_padded(theta: torch.Tensor) -> torch.Tensor:
+    """theta flattened with a zero after it: index -1 of the plan reads angle 0."""
+    return torch.cat([theta.reshape(-1), theta.new_zeros(1)])
+
+
 def _padded(h: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """h with a zero column and theta flattened with a zero: index -1 of the plan reads angle 0."""
-    return torch.cat([h, h.new_zeros(h.shape[0], 1)], 1), torch.cat([theta.reshape(-1), theta.new_zeros(1)])
+    """h with a zero column, and _theta_padded(theta)."""
+    return torch.cat([h, h.new_zeros(h.shape[0], 1)], 1), _theta_padded(theta)
 
 
 def _phases(tables: Tables, theta_pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(cos, sin) of every CRZ run's phase per basis state, [runs + 1, 2^n] each, in one product (the gate path's;
     the dense chain computes the phases of its factors itself, _DenseChain)."""
-    phase = (theta_pad[tables.phase_index].unsqueeze(-2) @ tables.phase_coef).squeeze(-2)
+    phase = _phase_angles(theta_pad, tables.phase_index, tables.phase_coef).squeeze(-2)
     return torch.cos(phase), torch.sin(phase)
+
+
+def _phase_angles(theta_pad: torch.Tensor, phase_index: torch.Tensor, phase_coef: torch.Tensor) -> torch.Tensor:
+    """Each CRZ run's phase per basis state, [..., runs, 1, 2^n]: its angles (phase_index) times their signs on each
+    basis state (phase_coef), as one product."""
+    return theta_pad[phase_index].unsqueeze(-2) @ phase_coef
 
 
 def apply_phase(state: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -408,7 +419,7 @@ def _chain_forward(theta_pad: torch.Tensor, chain: Chain) -> tuple[torch.Tensor,
     """The dense chain's matrix and what its backward needs (_chain_backward)."""
     dim = chain.phase_coef.shape[-1]
     rot = ry_matrix(theta_pad[chain.ry])  # [..., factors, 2^n, 2^n]
-    phase = theta_pad[chain.phase_index].unsqueeze(-2) @ chain.phase_coef  # [..., factors, 1, 2^n]: per column
+    phase = _phase_angles(theta_pad, chain.phase_index, chain.phase_coef)  # [..., factors, 1, 2^n]: per column
     cos, sin = torch.cos(phase), torch.sin(phase)
     rc, rs = rot * cos, rot * sin
     factors = torch.cat([torch.cat([rc, rs], -1), torch.cat([-rs, rc], -1)], -2)  # [..., factors, 2D, 2D]
@@ -548,7 +559,7 @@ class _ThroughMatrix(torch.autograd.Function):
 
 def _small_circuit(h, theta, encode_w, signs2, ry, phase_index, phase_coef) -> tuple[torch.Tensor, tuple]:
     """_SmallCircuit's forward in tensor ops: <Z_i> [rows, n], and what its written-out backward reuses."""
-    theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
+    theta_pad = _theta_padded(theta)
     matrix, saved = _chain_forward(theta_pad, Chain(ry, phase_index, phase_coef))
     states_t = product_state_t(h + theta_pad[encode_w])
     expvals, out = _expvals(matrix, states_t, signs2)
@@ -608,7 +619,7 @@ def simulate_fused(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch
         return _SmallCircuit.apply(
             h, theta, tables.encode_w, tables.signs2, chain.ry, chain.phase_index, chain.phase_coef
         )
-    theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
+    theta_pad = _theta_padded(theta)
     eye = torch.eye(2**spec.n_qubits, dtype=h.dtype, device=h.device)
     matrix = _run_steps(eye, plan, tables, None, theta_pad, _shared(plan, tables, theta_pad))  # row j: circuit |j>
     if matrix.dim() == 3:
@@ -702,7 +713,7 @@ def simulate_cone(h: torch.Tensor, theta: torch.Tensor, spec: VQCSpec) -> torch.
     if cones is None:
         raise ValueError(f"{spec}: a light cone is the whole register (or the data is re-uploaded): no cone mode.")
     chain, signs = _cone_tables(spec, h.device, h.dtype)
-    theta_pad = torch.cat([theta.reshape(-1), theta.new_zeros(1)])
+    theta_pad = _theta_padded(theta)
     circuit = _dense_circuit(chain, theta_pad)  # [n, 2^c, 2 * 2^c]
     observable = (circuit * signs) @ circuit.mT  # [n, 2^c, 2^c]
     n, width = spec.n_qubits, cones.plans[0].n
