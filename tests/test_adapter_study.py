@@ -241,3 +241,16 @@ def test_a_dry_run_lists_the_jobs_and_writes_nothing(tmp_path: Path, capsys: pyt
     listed = capsys.readouterr().out
     assert "done  sweep-lora-s0-lr0.001" in listed and "todo  sweep-vqc-s0-lr0.003" in listed
     assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl"] and (out / "runs.jsonl").read_bytes() == before
+    # the sweep done, each arm's best rate inside what it tried: the final runs are listed at the chosen rates
+    losses = {1e-3: 1.6, 3e-3: 1.5, 1e-2: 1.7}
+    runs = {
+        study.run_name("sweep", arm, 0, lr): {"phase": "sweep", "arm": arm, "seed": 0, "lr": lr, "val_loss": loss}
+        for arm in ("lora", "vqc")
+        for lr, loss in losses.items()
+    }
+    runs["final-vqc-s1-lr0.003"] = {"phase": "final", "arm": "vqc", "seed": 1, "lr": 3e-3, "val_loss": 1.4}
+    study_report.write_journal(out, {name: run | {"name": name} for name, run in runs.items()})
+    study.main(["--out", str(out), "--dry-run", "--arms", "lora", "vqc", "--lrs", "1e-3", "3e-3", "1e-2", "--no-base"])
+    listed = capsys.readouterr().out
+    assert "todo  final-lora-s0-lr0.003" in listed and "done  final-vqc-s1-lr0.003" in listed
+    assert "1 of 6 final runs done" in listed and not (out / "rates.json").exists()

@@ -30,6 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quantum_ft.utils.io import atomic_text
 from quantum_ft.utils.jobs import run_one
 
 HERE = Path(__file__).parent
@@ -183,19 +184,40 @@ def edge_jobs(args: argparse.Namespace, out: Path) -> list[Job]:
     return jobs
 
 
-def choose_rates(args: argparse.Namespace, out: Path) -> dict[str, float]:
+def chosen_rates(args: argparse.Namespace, journal: dict[str, dict]) -> dict[str, float]:
     """arm -> the rate whose sweep run ended with the lowest validation loss (the only rate when one is given)."""
     if len(args.lrs) < 2:
         return {arm: args.lrs[0] for arm in ARMS}
-    rates, journal = {}, read_journal(out)
+    rates = {}
     for arm in args.arms:
         if arm not in RATE_FROM:
             losses = sweep_losses(arm, journal)
             if not losses or min(losses.values()) == math.inf:
-                raise SystemExit(f"arm {arm}: no sweep run finished with a finite loss ({out / 'runs.jsonl'})")
+                raise SystemExit(f"arm {arm}: no sweep run finished with a finite loss (runs.jsonl)")
             rates[arm] = min(losses, key=losses.get)
-    (out / "rates.json").write_text(json.dumps(rates, indent=2))
     return rates
+
+
+def choose_rates(args: argparse.Namespace, out: Path) -> dict[str, float]:
+    """chosen_rates from the journal, written to rates.json."""
+    rates = chosen_rates(args, read_journal(out))
+    atomic_text(out / "rates.json", json.dumps(rates, indent=2))
+    return rates
+
+
+def dry_run(args: argparse.Namespace, out: Path, sweep: list[Job]) -> None:
+    """List the jobs and whether each is done; the final runs too once the sweep has chosen their rates. Writes
+    nothing."""
+    journal = finished(out) if out.is_dir() else {}
+    for job in sweep:
+        print(f"{'done' if job.name in journal else 'todo'}  {job.name}")
+    if any(job.name not in journal for job in sweep) or (out.is_dir() and edge_jobs(args, out)):
+        print(f"then {args.seeds} seeds x {len(args.arms)} arms at the chosen rates ({'+ base' if args.base else ''})")
+        return
+    finals = final_jobs(args, chosen_rates(args, journal))
+    for job in finals:
+        print(f"{'done' if job.name in journal else 'todo'}  {job.name}")
+    print(f"{sum(job.name in journal for job in finals)} of {len(finals)} final runs done")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -227,15 +249,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     out = args.out.resolve()
     sweep = sweep_jobs(args)
-    if args.dry_run:  # reads, writes nothing
-        journal = finished(out) if out.is_dir() else {}
-        for job in sweep:
-            print(f"{'done' if job.name in journal else 'todo'}  {job.name}")
-        print(f"then {args.seeds} seeds x {len(args.arms)} arms at the chosen rates ({'+ base' if args.base else ''})")
+    if args.dry_run:
+        dry_run(args, out, sweep)
         return
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) for k, v in vars(args).items() if k not in ("out", "dry_run")}  # the folder is out
-    (out / "study.json").write_text(json.dumps(settings, indent=2))
+    atomic_text(out / "study.json", json.dumps(settings, indent=2))
     if sweep:
         print(f"Learning-rate sweep: {len(sweep)} runs", flush=True)
         run_jobs(sweep, args, out)
