@@ -99,13 +99,15 @@ def test_intervals_and_paired_verdicts_by_hand() -> None:
     clear = [run("vqc", s, 1.0 + s / 10) for s in range(3)] + [
         run("lora", s, 1.1 + s / 10 + 0.001 * s) for s in range(3)
     ]
-    assert "| vqc - lora | 3 | -0.1010 | [-0.1035, -0.0985] | a better |" in study_report.paired(clear)
+    assert "| vqc - lora | 3 | -0.1010 | [-0.1035, -0.0985] | a better | 0.1035 |" in study_report.paired(clear)
     mixed = [run("vqc", s, 1.0) for s in range(3)] + [run("lora", s, 1.0 + d) for s, d in enumerate([0.1, -0.1, 0.02])]
-    assert "no measurable difference" in study_report.paired(mixed)
+    # differences -0.1, +0.1, -0.02: mean -0.0067, std 0.1007, half-width 4.3027 x 0.1007 / sqrt(3) = 0.2501
+    row = "| vqc - lora | 3 | -0.0067 | [-0.2567, +0.2434] | no measurable difference | 0.2567 |"
+    assert row in study_report.paired(mixed)  # a difference above 0.2567 is ruled out, one below it is not
     # MMLU: higher is better, so the same clearly negative differences now favour b
     for r in clear:
         r["mmlu"] = r.pop("val_loss")
-    assert "| vqc - lora | 3 | -0.1010 | [-0.1035, -0.0985] | b better |" in study_report.paired(
+    assert "| vqc - lora | 3 | -0.1010 | [-0.1035, -0.0985] | b better | 0.1035 |" in study_report.paired(
         clear, "mmlu", higher_is_better=True
     )
 

@@ -185,9 +185,14 @@ def hosts(runs: list[dict[str, Any]]) -> str:
 
 def paired(runs: list[dict[str, Any]], key: str = "val_loss", higher_is_better: bool = False) -> str:
     """Per-seed differences a - b of a final-run figure (the validation loss, or MMLU accuracy with
-    higher_is_better) with 95% intervals; a verdict only where the interval excludes zero."""
+    higher_is_better) with 95% intervals; a verdict only where the interval excludes zero. The last column, the
+    interval's farthest end from zero, is what "no measurable difference" means in numbers: a difference larger than
+    it is ruled out (at 95%), a smaller one is not."""
     finals = {(r["arm"], r["seed"]): r[key] for r in runs if r["phase"] == "final" and r.get(key) is not None}
-    lines = ["| comparison (a - b) | seeds | mean difference | 95% interval | verdict |", "|---|---:|---:|---|---|"]
+    lines = [
+        "| comparison (a - b) | seeds | mean difference | 95% interval | verdict | \\|a - b\\| at most |",
+        "|---|---:|---:|---|---|---:|",
+    ]
     for a, b in PAIRS:
         seeds = sorted(s for (arm, s) in finals if arm == a and (b, s) in finals)
         if not seeds:
@@ -195,12 +200,13 @@ def paired(runs: list[dict[str, Any]], key: str = "val_loss", higher_is_better: 
         diffs = [finals[(a, s)] - finals[(b, s)] for s in seeds]
         mean, _, half = interval(diffs)
         if math.isnan(half):
-            lines.append(f"| {a} - {b} | {len(seeds)} | {mean:+.4f} | – | one seed: no interval |")
+            lines.append(f"| {a} - {b} | {len(seeds)} | {mean:+.4f} | – | one seed: no interval | – |")
             continue
         low, high = mean - half, mean + half
         a_better, b_better = (low > 0, high < 0) if higher_is_better else (high < 0, low > 0)
         verdict = "a better" if a_better else "b better" if b_better else "no measurable difference"
-        lines.append(f"| {a} - {b} | {len(seeds)} | {mean:+.4f} | [{low:+.4f}, {high:+.4f}] | {verdict} |")
+        cells = f"{mean:+.4f} | [{low:+.4f}, {high:+.4f}] | {verdict} | {max(abs(low), abs(high)):.4f}"
+        lines.append(f"| {a} - {b} | {len(seeds)} | {cells} |")
     return "\n".join(lines)
 
 
@@ -294,6 +300,8 @@ def report(out: Path, runs: list[dict[str, Any]] | None = None) -> str:
     text = (
         f"## Final runs (seeds at each arm's chosen rate)\n\n{table(runs)}\n\n{steps}\n\n"
         f"## Paired comparisons of the final validation loss (negative: a lower)\n\n{paired(runs)}\n\n"
+        "|a - b| at most: the 95% interval's end farthest from zero; a larger difference is ruled out, a smaller one "
+        'is not (what "no measurable difference" means in numbers).\n\n'
         "## Paired comparisons of MMLU accuracy (positive: a higher)\n\n"
         f"{paired(runs, 'mmlu', higher_is_better=True)}\n\n"
         f"## Learning-rate sweep\n\n{sweep(runs)}\n"
