@@ -184,8 +184,9 @@ def edge_jobs(args: argparse.Namespace, out: Path) -> list[Job]:
     return jobs
 
 
-def chosen_rates(args: argparse.Namespace, journal: dict[str, dict]) -> dict[str, float]:
-    """arm -> the rate whose sweep run ended with the lowest validation loss (the only rate when one is given)."""
+def chosen_rates(args: argparse.Namespace, journal: dict[str, dict], out: Path) -> dict[str, float]:
+    """arm -> the rate whose sweep run ended with the lowest validation loss (the only rate when one is given), from
+    the journal of the study in `out`."""
     if len(args.lrs) < 2:
         return {arm: args.lrs[0] for arm in ARMS}
     rates = {}
@@ -193,14 +194,14 @@ def chosen_rates(args: argparse.Namespace, journal: dict[str, dict]) -> dict[str
         if arm not in RATE_FROM:
             losses = sweep_losses(arm, journal)
             if not losses or min(losses.values()) == math.inf:
-                raise SystemExit(f"arm {arm}: no sweep run finished with a finite loss (runs.jsonl)")
+                raise SystemExit(f"arm {arm}: no sweep run finished with a finite loss ({out / 'runs.jsonl'})")
             rates[arm] = min(losses, key=losses.get)
     return rates
 
 
 def choose_rates(args: argparse.Namespace, out: Path) -> dict[str, float]:
     """chosen_rates from the journal, written to rates.json."""
-    rates = chosen_rates(args, read_journal(out))
+    rates = chosen_rates(args, read_journal(out), out)
     atomic_text(out / "rates.json", json.dumps(rates, indent=2))
     return rates
 
@@ -209,15 +210,17 @@ def dry_run(args: argparse.Namespace, out: Path, sweep: list[Job]) -> None:
     """List the jobs and whether each is done; the final runs too once the sweep has chosen their rates. Writes
     nothing."""
     journal = finished(out) if out.is_dir() else {}
-    for job in sweep:
-        print(f"{'done' if job.name in journal else 'todo'}  {job.name}")
-    if any(job.name not in journal for job in sweep) or (out.is_dir() and edge_jobs(args, out)):
+
+    def listed(jobs: list[Job]) -> int:
+        for job in jobs:
+            print(f"{'done' if job.name in journal else 'todo'}  {job.name}")
+        return sum(job.name in journal for job in jobs)
+
+    if listed(sweep) < len(sweep) or (out.is_dir() and edge_jobs(args, out)):
         print(f"then {args.seeds} seeds x {len(args.arms)} arms at the chosen rates ({'+ base' if args.base else ''})")
         return
-    finals = final_jobs(args, chosen_rates(args, journal))
-    for job in finals:
-        print(f"{'done' if job.name in journal else 'todo'}  {job.name}")
-    print(f"{sum(job.name in journal for job in finals)} of {len(finals)} final runs done")
+    finals = final_jobs(args, chosen_rates(args, journal, out))
+    print(f"{listed(finals)} of {len(finals)} final runs done")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

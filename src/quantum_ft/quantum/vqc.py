@@ -278,8 +278,8 @@ def _padded(h: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 def _phases(tables: Tables, theta_pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin) of every CRZ run's phase per basis state, [runs + 1, 2^n] each, in one product (the gate path's;
-    the dense chain computes the phases of its factors itself, _DenseChain)."""
+    """(cos, sin) of every CRZ run's phase per basis state, [runs + 1, 2^n] each (the gate path's; the dense chain
+    keeps _phase_angles' shape for its factors)."""
     phase = _phase_angles(theta_pad, tables.phase_index, tables.phase_coef).squeeze(-2)
     return torch.cos(phase), torch.sin(phase)
 
