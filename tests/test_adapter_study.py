@@ -110,6 +110,28 @@ def test_intervals_and_paired_verdicts_by_hand() -> None:
     assert "| vqc - lora | 3 | -0.1010 | [-0.1035, -0.0985] | b better | 0.1035 |" in study_report.paired(
         clear, "mmlu", higher_is_better=True
     )
+    # accuracies are counts over questions: two more right answers on every seed is no spread, not a proof
+    same = [run("vqc", 0, 0.35), run("vqc", 1, 0.34), run("lora", 0, 0.34), run("lora", 1, 0.33)]  # 0.01 +- 1e-17
+    row = "| vqc - lora | 2 | +0.0100 | – | the same difference on every seed: no interval | – |"
+    assert row in study_report.paired(same)
+
+
+def test_the_letters_table_shows_what_the_mmlu_accuracy_is_made_of() -> None:
+    """Two lora runs answered A 10 + 30 and C 190 + 170 times of 400: 10% and 90%; the key (A 48, B 56, C 67, D 29
+    of 200) puts always-C at 67 / 200 = 0.335; base's run has no letters recorded and is left out."""
+
+    def run(arm: str, seed: int, answered: dict | None, key: dict | None = None) -> dict:
+        return {"phase": "final", "arm": arm, "seed": seed, "mmlu_letters": answered, "mmlu_key": key}
+
+    key = {"A": 48, "B": 56, "C": 67, "D": 29}
+    runs = [
+        run("lora", 0, {"A": 10, "B": 0, "C": 190, "D": 0}),
+        run("lora", 1, {"A": 30, "B": 0, "C": 170, "D": 0}, key),
+        {**run("base", 0, None), "phase": "base"},
+    ]
+    text = study_report.letters(runs)
+    assert "| lora | 2 | 10% | 0% | 90% | 0% |" in text and "| base |" not in text
+    assert "Correct answers: A 24%, B 28%, C 34%, D 14%; answering C every time scores 0.335." in text
 
 
 def test_step_time_ratios_pair_runs_of_one_seed_on_one_machine() -> None:

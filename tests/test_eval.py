@@ -13,7 +13,14 @@ from hydra.utils import instantiate
 
 from quantum_ft.data.encode import IGNORE_INDEX, Encoded
 from quantum_ft.evaluation.choice_data import EvalDataError, Question, Subject, load_hub, load_local
-from quantum_ft.evaluation.harness import ENGLISH, evaluate_subjects, letter_scores, letter_token_ids, summarize
+from quantum_ft.evaluation.harness import (
+    ENGLISH,
+    SubjectResult,
+    evaluate_subjects,
+    letter_scores,
+    letter_token_ids,
+    summarize,
+)
 from quantum_ft.evaluation.text_metrics import perplexity, rouge_l, rouge_n, rouge_tokens, split_prompt_and_reference
 from quantum_ft.models.build import from_checkpoint
 from quantum_ft.utils.config import compose_config, resource
@@ -80,6 +87,17 @@ def test_cached_batched_scores_equal_a_plain_forward_of_each_prompt(tiny_model, 
     assert result.correct == sum(p == q.answer for p, q in zip(result.predictions, SUBJECT.eval))
     counts = summarize([result])["predicted_letters"]
     assert sum(counts.values()) == 3 and all(counts[p] >= 1 for p in result.predictions)
+
+
+def test_the_answer_key_and_the_score_of_always_answering_its_commonest_letter() -> None:
+    """SUBJECT's correct answers are C, C, A: always answering C scores 2 of 3; a model that answered C, C, C
+    scores the same with no knowledge, which the summary shows beside its accuracy."""
+    result = SubjectResult("astronomy", "STEM", correct=2, total=3, predictions=["C", "C", "C"])
+    summary = summarize([result], [SUBJECT])
+    assert summary["answer_letters"] == {"A": 1, "B": 0, "C": 2, "D": 0}
+    assert summary["commonest_letter"] == "C" and summary["commonest_letter_accuracy"] == pytest.approx(2 / 3)
+    assert summary["predicted_letters"] == {"A": 0, "B": 0, "C": 3, "D": 0} and summary["accuracy"] == 2 / 3
+    assert "answer_letters" not in summarize([result])  # without the subjects there is no key to count
 
 
 def test_an_interrupted_exam_resumes_from_its_journal(tiny_model, smol_tokenizer, tmp_path: Path) -> None:
@@ -180,6 +198,9 @@ def test_eval_command_on_the_tiny_model(tmp_path: Path) -> None:
     assert math.isfinite(results["perplexity"]["perplexity"]) and results["rouge"]["answers"] == 2
     assert json.loads((tmp_path / "results.json").read_text())["mmlu"]["k_shot"] == 5
     assert "| high_school_us_history | Humanities |" in (tmp_path / "results.md").read_text()
+    key = {letter: sum(q.answer == letter for s in subjects for q in s.eval) for letter in "ABCD"}
+    assert mmlu["answer_letters"] == key and mmlu["commonest_letter_accuracy"] == max(key.values()) / 12
+    assert f"Correct answers: A {key['A']}, B {key['B']}" in (tmp_path / "results.md").read_text()
 
 
 def test_evaluation_as_a_stage_after_training(tiny_cfg) -> None:

@@ -3,11 +3,11 @@
     python experiments/adapter_study/report.py experiments/adapter_study/study   # runs.jsonl (+ runs/ if here)
 
 Writes beside the runs: runs.jsonl (one line per finished run: arm, seed, rate, parameters, final and per-validation
-losses, MMLU, tokens/s, peak memory; the driver adds each run as it finishes, and it is committed), report.md (the
-table and the paired comparisons), val_loss.png (mean validation loss per arm with a band of one standard deviation
-over seeds, and a zoom on the second half of training) and sweep.png (each arm's loss against the rate). Intervals
-are 95% Student-t intervals over seeds; paired comparisons take the difference per seed first (the same data split
-and order), then its interval.
+losses, MMLU and the letters answered, tokens/s, peak memory; the driver adds each run as it finishes, and it is
+committed), report.md (the table, the paired comparisons and the letters behind the MMLU accuracy), val_loss.png
+(mean validation loss per arm with a band of one standard deviation over seeds, and a zoom on the second half of
+training) and sweep.png (each arm's loss against the rate). Intervals are 95% Student-t intervals over seeds; paired
+comparisons take the difference per seed first (the same data split and order), then its interval.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def read_run(directory: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     phase, arm, seed, *rest = directory.name.split("-", 3)
+    mmlu = mmlu_results(directory)
     csv = directory / "csv"
     tokens = [v for _, v in read_metric_series(csv, "train/tokens_per_s")]
     steps = [v for _, v in read_metric_series(csv, "train/resources/step_s")]
@@ -58,6 +59,8 @@ def read_run(directory: Path) -> dict[str, Any] | None:
         "val_loss_before": metrics.get("val/loss_before"),
         "val_loss": metrics.get("val/loss_after"),
         "mmlu": metrics.get("eval/mmlu/accuracy"),
+        "mmlu_letters": mmlu.get("predicted_letters"),  # the letters the model answered, A-D
+        "mmlu_key": mmlu.get("answer_letters"),  # the correct ones (runs evaluated since 2026-12-07 late)
         "steps": metrics.get("global_step"),
         "tokens_per_s": statistics.median(tokens[1:] or tokens) if tokens else None,  # the first step warms up
         "step_s": statistics.median(steps[1:] or steps) if steps else None,
@@ -66,6 +69,14 @@ def read_run(directory: Path) -> dict[str, Any] | None:
         "wall_time_s": metrics.get("wall_time_s"),
         "host": metrics.get("host"),  # timings compare only on one kind of machine (absent before 2026-12-06)
     }
+
+
+def mmlu_results(directory: Path) -> dict[str, Any]:
+    """The run's MMLU results (eval/results.json), {} where it has none."""
+    try:
+        return json.loads((directory / "eval" / "results.json").read_text()).get("mmlu", {})
+    except (OSError, ValueError):
+        return {}
 
 
 def read_journal(out: Path) -> dict[str, dict[str, Any]]:
@@ -199,14 +210,43 @@ def paired(runs: list[dict[str, Any]], key: str = "val_loss", higher_is_better: 
             continue
         diffs = [finals[(a, s)] - finals[(b, s)] for s in seeds]
         mean, _, half = interval(diffs)
-        if math.isnan(half):
-            lines.append(f"| {a} - {b} | {len(seeds)} | {mean:+.4f} | – | one seed: no interval | – |")
+        if not half > 1e-9:  # one seed (nan), or the same difference on every seed (MMLU's counts; float rounding)
+            why = "one seed" if len(seeds) == 1 else "the same difference on every seed"
+            lines.append(f"| {a} - {b} | {len(seeds)} | {mean:+.4f} | – | {why}: no interval | – |")
             continue
         low, high = mean - half, mean + half
         a_better, b_better = (low > 0, high < 0) if higher_is_better else (high < 0, low > 0)
         verdict = "a better" if a_better else "b better" if b_better else "no measurable difference"
         cells = f"{mean:+.4f} | [{low:+.4f}, {high:+.4f}] | {verdict} | {max(abs(low), abs(high)):.4f}"
         lines.append(f"| {a} - {b} | {len(seeds)} | {cells} |")
+    return "\n".join(lines)
+
+
+def letters(runs: list[dict[str, Any]]) -> str:
+    """What the MMLU accuracy is made of: per arm the letters answered (summed over its runs) against the correct
+    ones. A small model's k-shot answers are mostly one or two letters, so its accuracy is close to the share of
+    questions whose answer is that letter, and arms differ by which letter they lean to."""
+    answered: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys("ABCD", 0))
+    runs_with: dict[str, int] = defaultdict(int)
+    for r in runs:
+        if r["phase"] in ("final", "base") and r.get("mmlu_letters"):
+            runs_with[r["arm"]] += 1
+            for letter, count in r["mmlu_letters"].items():
+                answered[r["arm"]][letter] += count
+    if not answered:
+        return "(no run recorded the letters it answered)"
+    lines = ["| arm | runs | answered A | B | C | D |", "|---|---:|---:|---:|---:|---:|"]
+    for arm, counts in answered.items():
+        total = sum(counts.values())
+        shares = " | ".join(f"{counts[x] / total:.0%}" for x in "ABCD")
+        lines.append(f"| {arm} | {runs_with[arm]} | {shares} |")
+    key = next((r["mmlu_key"] for r in runs if r.get("mmlu_key")), None)
+    if key:
+        total = sum(key.values())
+        commonest = max(key, key=key.__getitem__)
+        spelled = ", ".join(f"{x} {key[x] / total:.0%}" for x in "ABCD")
+        always = f"answering {commonest} every time scores {key[commonest] / total:.3f}"
+        lines += ["", f"Correct answers: {spelled}; {always}."]
     return "\n".join(lines)
 
 
@@ -304,6 +344,7 @@ def report(out: Path, runs: list[dict[str, Any]] | None = None) -> str:
         'is not (what "no measurable difference" means in numbers).\n\n'
         "## Paired comparisons of MMLU accuracy (positive: a higher)\n\n"
         f"{paired(runs, 'mmlu', higher_is_better=True)}\n\n"
+        f"## The letters behind the MMLU accuracy\n\n{letters(runs)}\n\n"
         f"## Learning-rate sweep\n\n{sweep(runs)}\n"
     )
     atomic_text(out / "report.md", text)

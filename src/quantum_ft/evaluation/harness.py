@@ -258,8 +258,20 @@ def evaluate_subjects(
     return results
 
 
-def summarize(results: list[SubjectResult]) -> dict:
-    """Accuracy per subject, per category and overall (each over questions, not averaged over subjects)."""
+def answer_key(subjects: list[Subject]) -> dict:
+    """The evaluated questions' correct letters, and the accuracy of always answering the commonest one: the score
+    of a letter preference with no knowledge behind it, next to which a small model's accuracy must be read (a
+    135M model answers almost only one or two letters)."""
+    key = {letter: sum(q.answer == letter for s in subjects for q in s.eval) for letter in LETTERS}
+    total = sum(key.values())
+    commonest = max(LETTERS, key=key.__getitem__)  # the first in order on a tie
+    accuracy = key[commonest] / total if total else float("nan")
+    return {"answer_letters": key, "commonest_letter": commonest, "commonest_letter_accuracy": accuracy}
+
+
+def summarize(results: list[SubjectResult], subjects: list[Subject] | None = None) -> dict:
+    """Accuracy per subject, per category and overall (each over questions, not averaged over subjects), the letters
+    answered, and with the subjects evaluated their answer key (answer_key)."""
     categories: dict[str, list[int]] = {}
     for r in results:
         totals = categories.setdefault(r.category, [0, 0])
@@ -275,4 +287,4 @@ def summarize(results: list[SubjectResult]) -> dict:
             c: {"accuracy": k / n if n else float("nan"), "questions": n} for c, (k, n) in sorted(categories.items())
         },
         "subjects": {r.name: {"accuracy": r.accuracy, "questions": r.total, "category": r.category} for r in results},
-    }
+    } | (answer_key(subjects) if subjects is not None else {})

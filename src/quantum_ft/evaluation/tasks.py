@@ -77,7 +77,7 @@ def run_evaluation(
                 desc=task,
                 journal=out_dir / "partial" / f"{task}-{_fingerprint(task, settings)}.jsonl",
             )
-            results[task] = summarize(answers) | {"k_shot": settings.k_shot}
+            results[task] = summarize(answers, subjects) | {"k_shot": settings.k_shot}
         elif task == "lm_eval":
             results[task] = lm_eval_backend.run_lm_eval(model, tokenizer, settings.lm_eval, out_dir)
         elif task == "qasm":
@@ -160,8 +160,12 @@ def results_table(results: dict[str, Any]) -> str:
         lines.append(f"## {task}: {headline(task, result)} ({result['seconds']} s)")
         if task in CHOICE_TASKS:
             letters = ", ".join(f"{k} {v}" for k, v in result.get("predicted_letters", {}).items())
-            lines += ["", f"{result['k_shot']}-shot. Answers given: {letters}.", ""]
-            lines += ["| category | accuracy | questions |", "|---|---|---|"]
+            lines += ["", f"{result['k_shot']}-shot. Answers given: {letters}."]
+            if "answer_letters" in result:  # the letter-preference floor (harness.answer_key)
+                key = ", ".join(f"{k} {v}" for k, v in result["answer_letters"].items())
+                always = f"always {result['commonest_letter']} scores {result['commonest_letter_accuracy']:.4f}"
+                lines.append(f"Correct answers: {key} ({always}).")
+            lines += ["", "| category | accuracy | questions |", "|---|---|---|"]
             for name, value in result["categories"].items():
                 lines.append(f"| {name} | {value['accuracy']:.4f} | {value['questions']} |")
             lines += ["", "| subject | category | accuracy | questions |", "|---|---|---|---|"]
