@@ -173,8 +173,11 @@ def test_the_sweep_plot_rings_each_arms_lowest_loss_and_skips_failed_rates(tmp_p
 
 
 def test_the_loss_plot_averages_seeds_and_zooms_in_without_the_reference_arms(tmp_path: Path) -> None:
-    def run(arm: str, seed: int, curve: list[float]) -> dict:
-        return {"phase": "final", "arm": arm, "seed": seed, "val_curve": list(zip(range(0, 301, 100), curve))}
+    def run(arm: str, seed: int, curve: list[float]) -> dict:  # as journaled: Lightning's steps, the last repeated
+        logged = list(zip([0, 99, 199, 299, 300], [*curve, curve[-1]]))
+        return {"phase": "final", "arm": arm, "seed": seed, "val_curve": logged}
+
+    assert study_report.steps_done([[0, 1.7], [49, 1.6], [99, 1.5], [100, 1.5]]) == [(0, 1.7), (50, 1.6), (100, 1.5)]
 
     runs = [run("vqc", 0, [1.7, 1.64, 1.61, 1.60]), run("vqc", 1, [1.7, 1.62, 1.59, 1.58])]
     runs += [run("vqc_reference", 0, [3.6, 2.0, 1.7, 1.65]), run("lora", 0, [1.7, 1.63, 1.6, 1.59])]

@@ -259,14 +259,23 @@ def sweep(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def steps_done(curve: list[list[float]]) -> list[tuple[int, float]]:
+    """A run's validation points as (optimiser steps done, loss). Lightning logs a validation inside training at the
+    0-based index of the step just taken (49 after 50 steps); the one before training at 0 and the one after it at
+    the step count (300), where it repeats the last validation inside training, which is dropped."""
+    last = int(curve[-1][0])
+    out = [(int(step) + (0 < step < last), loss) for step, loss in curve]
+    return [p for i, p in enumerate(out) if not (i + 1 < len(out) and out[i + 1] == p)]
+
+
 def curves(runs: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float], list[float]]]:
-    """Per arm of the final runs: the validation steps, the mean loss over seeds and its standard deviation (0 for
-    one seed)."""
+    """Per arm of the final runs: the validation steps (steps_done), the mean loss over seeds and its standard
+    deviation (0 for one seed)."""
     points: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         if r["phase"] == "final":
-            for step, loss in r["val_curve"]:
-                points[r["arm"]][int(step)].append(loss)
+            for step, loss in steps_done(r["val_curve"]):
+                points[r["arm"]][step].append(loss)
     out = {}
     for arm, by_step in sorted(points.items()):
         steps = sorted(by_step)
