@@ -140,6 +140,36 @@ def test_a_checkpoint_that_carries_code_is_refused(trained_run, tmp_path: Path) 
     assert not marker.exists()
 
 
+def test_a_resumed_run_shows_no_library_noise_and_a_fresh_run_in_a_used_directory_is_warned(
+    trained_run, tmp_path: Path
+) -> None:
+    """Lightning warns at every resume that the checkpoint directory is not empty (resuming there is the design) and,
+    wherever an srun binary exists, that srun was not used: both silenced by their text. Started afresh
+    (ckpt_path=null) in a directory with checkpoints, a run is still warned that it may overwrite them."""
+    import shutil
+    import warnings
+
+    cfg, _ = trained_run("lora")
+    run = copy_run(cfg, tmp_path / "run")
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run)
+        cfg.trainer.max_steps = 5
+
+    def messages(config) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train(config)
+        return [str(w.message) for w in caught]
+
+    resumed = messages(cfg)
+    assert len(read_metric_series(run / "csv", "train/loss")) == 5  # it resumed: the 4 steps trained and a fifth
+    assert not [m for m in resumed if "exists and is not empty" in m or "`srun`" in m]
+    with open_dict(cfg):
+        cfg.ckpt_path = None
+    assert any("exists and is not empty" in m for m in messages(cfg))
+    assert shutil.which("srun") is None or not any("`srun`" in m for m in resumed)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on machines without CUDA")
 @pytest.mark.parametrize(
     "override",

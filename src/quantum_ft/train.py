@@ -36,7 +36,7 @@ from quantum_ft.utils.host import describe_host
 from quantum_ft.utils.io import atomic_text
 from quantum_ft.utils.plots import plot_losses
 from quantum_ft.utils.precision import choose_precision
-from quantum_ft.utils.quiet import quiet_known_noise
+from quantum_ft.utils.quiet import quiet_known_noise, quiet_resume_noise
 
 log = logging.getLogger("quantum_ft")
 
@@ -121,7 +121,8 @@ def fit(run: Run) -> None:
         run.metrics[f"{monitor}_before"] = validate(run)
     if run.ckpt_path:
         log.info("Resuming from %s", run.ckpt_path)
-    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+    with quiet_resume_noise(run.ckpt_path is not None):
+        run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
     run.metrics.update({k: float(v) for k, v in run.trainer.callback_metrics.items()})
     run.metrics["global_step"] = run.trainer.global_step
     if torch.cuda.is_available():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 KNOWN_WARNINGS = (
     # peft 0.21's PeftModel.__init__ reads transformers 5's deprecated `is_gradient_checkpointing`; our code uses
@@ -18,7 +20,14 @@ KNOWN_WARNINGS = (
     # Lightning 2.6's model summary sizes bf16-mixed weights as float32, which they are (autocast computes in bf16,
     # the weights stay float32): its estimate is right and the warning says nothing to act on.
     r"Precision bf16-mixed is not supported by the model summary",
+    # Lightning 2.6 warns on every Trainer wherever an `srun` binary exists and the process was not started by it
+    # (any machine with SLURM's client, a login node, this project's test controller). Our runs reach SLURM through
+    # `cluster=slurm` (submitit starts them under srun) or launchers/sbatch; its hint to prepend srun is not how.
+    r"The `srun` command is available on your system but is not used",
 )
+# Resuming (ckpt_path) continues in the run's own directory, whose checkpoints are what it resumes from; a fresh
+# run in a used directory still gets the warning.
+RESUME_WARNINGS = (r"Checkpoint directory .* exists and is not empty",)
 
 
 class _DropText(logging.Filter):
@@ -43,6 +52,15 @@ KNOWN_LOG_LINES = {
 def quiet_known_noise() -> None:
     for message in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+
+
+@contextmanager
+def quiet_resume_noise(resuming: bool) -> Iterator[None]:
+    """RESUME_WARNINGS silenced inside the block when it resumes a run; filters restored after it."""
+    with warnings.catch_warnings():
+        for message in RESUME_WARNINGS if resuming else ():
+            warnings.filterwarnings("ignore", message=message)
+        yield
 
 
 def quiet_log_lines() -> None:
