@@ -4,6 +4,7 @@ Triton: not testable on the CPU machines CI runs on.)"""
 from __future__ import annotations
 
 import importlib.util
+import logging
 
 import pytest
 import torch
@@ -39,9 +40,12 @@ def test_liger_off_and_bad_values() -> None:
         liger_decision("sometimes", CPU)
 
 
-def test_a_cpu_run_says_which_kernels_it_uses(tiny_cfg) -> None:
+def test_a_cpu_run_says_which_kernels_it_uses_once(tiny_cfg, caplog) -> None:
+    """Once a run, though setup comes for the validation before training and again for the fit."""
     from quantum_ft.train import build, fit
 
-    run = build(tiny_cfg("trainer.max_steps=1", "validate_before=false"))
-    fit(run)
+    run = build(tiny_cfg("trainer.max_steps=1", "validate_before=true"))
+    with caplog.at_level(logging.INFO, logger="quantum_ft.stages.sft"):
+        fit(run)
     assert run.module.kernels.startswith("torch (") and "trains on cpu" in run.module.kernels
+    assert [r.getMessage() for r in caplog.records].count(f"Kernels: {run.module.kernels}") == 1

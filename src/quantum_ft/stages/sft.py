@@ -52,8 +52,10 @@ class SFTModule(StageModule):
         patch, why = liger_decision(self.use_liger_kernel, self.trainer.strategy.root_device)
         if patch:
             apply_liger(self.model, self.fused_loss)
-        self.kernels = f"liger ({why})" if patch else f"torch ({why})"
-        log.info("Kernels: %s", self.kernels)
+        kernels = f"liger ({why})" if patch else f"torch ({why})"
+        if kernels != self.kernels:  # once a run: setup comes again for each stage (validate before, fit)
+            log.info("Kernels: %s", kernels)
+        self.kernels = kernels
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return causal_lm_loss(self.model, batch, self.loss_chunk_size, fused=self.fused_loss)
