@@ -3,6 +3,7 @@ adapter for the whole session (tests that only read a trained run share it inste
 
 from __future__ import annotations
 
+import copy
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +41,8 @@ TRAINED = ["optimizer.lr=1e-2"]  # every adapter learns visibly in 4 steps at th
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Callable[[str], tuple[DictConfig, dict[str, float]]]:
     """`trained_run(adapter)` -> (config, metrics) of one tiny run with that adapter, trained once per session.
-    Tests must not write into its directory: copy it (`copy_run`) to change anything."""
+    Tests must not write into its directory: copy it (`copy_run`) to change anything. Each call returns copies of
+    the config and metrics, so a test that edits them (to resume a copied run) cannot change another's."""
     from quantum_ft.train import train
 
     cache: dict[str, tuple[DictConfig, dict[str, float]]] = {}
@@ -51,7 +53,8 @@ def trained_run(tmp_path_factory) -> Callable[[str], tuple[DictConfig, dict[str,
             out = tmp_path_factory.mktemp(f"trained-{adapter}") / "run"
             cfg = compose_train([*TINY, f"adapter={adapter}", *TRAINED, *extra], out)
             cache[adapter] = (cfg, train(cfg))
-        return cache[adapter]
+        cfg, metrics = cache[adapter]
+        return copy.deepcopy(cfg), dict(metrics)
 
     return get
 
