@@ -116,6 +116,23 @@ def test_intervals_and_paired_verdicts_by_hand() -> None:
     assert row in study_report.paired(same)
 
 
+def test_the_forest_plot_draws_every_comparison_with_seeds_in_common(tmp_path: Path) -> None:
+    """vqc - lora over seeds 0 and 1 (differences -0.1 and +0.1: mean 0, interval +-12.706 x 0.1414 / sqrt(2)),
+    quanta - lora on seed 0 alone (no interval); pairs with no seed in common are left out."""
+
+    def run(arm: str, seed: int, loss: float) -> dict:
+        return {"phase": "final", "arm": arm, "seed": seed, "val_loss": loss, "mmlu": 0.3}
+
+    runs = [run("vqc", 0, 1.5), run("vqc", 1, 1.7), run("lora", 0, 1.6), run("lora", 1, 1.6), run("quanta", 0, 1.62)]
+    rows = study_report.comparisons(runs)
+    assert [r[:3] for r in rows] == [("vqc", "lora", 2), ("quanta", "lora", 1)]
+    half = 12.706204736174707 * math.sqrt(0.02) / math.sqrt(2)
+    assert rows[0][3:] == pytest.approx((0.0, -half, half), abs=1e-12)
+    assert rows[1][3] == pytest.approx(0.02) and rows[1][4:] == (None, None)
+    assert study_report.comparisons(runs, "mmlu")[0][4:] == (None, None)  # the same MMLU on every seed: no spread
+    assert study_report.paired_plot(runs, tmp_path / "paired.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_the_letters_table_shows_what_the_mmlu_accuracy_is_made_of() -> None:
     """Two lora runs answered A 10 + 30 and C 190 + 170 times of 400: 10% and 90%; the key (A 48, B 56, C 67, D 29
     of 200) puts always-C at 67 / 200 = 0.335; base's run has no letters recorded and is left out."""

@@ -6,8 +6,9 @@ Writes beside the runs: runs.jsonl (one line per finished run: arm, seed, rate, 
 losses, MMLU and the letters answered, tokens/s, peak memory; the driver adds each run as it finishes, and it is
 committed), report.md (the table, the paired comparisons and the letters behind the MMLU accuracy), val_loss.png
 (mean validation loss per arm with a band of one standard deviation over seeds, and a zoom on the second half of
-training) and sweep.png (each arm's loss against the rate). Intervals are 95% Student-t intervals over seeds; paired
-comparisons take the difference per seed first (the same data split and order), then its interval.
+training), paired.png (the paired differences and their intervals) and sweep.png (each arm's loss against the
+rate). Intervals are 95% Student-t intervals over seeds; paired comparisons take the difference per seed first (the
+same data split and order), then its interval.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from scipy import stats
 
-from quantum_ft.utils.io import atomic_text
+from quantum_ft.utils.io import atomic_text, atomic_write
 from quantum_ft.utils.plots import finish, label_panel, read_metric_series
 
 PAIRS = [
@@ -194,32 +195,66 @@ def hosts(runs: list[dict[str, Any]]) -> str:
     return "; ".join(f"{host}: {count} runs" for host, count in sorted(counts.items())) or "–"
 
 
-def paired(runs: list[dict[str, Any]], key: str = "val_loss", higher_is_better: bool = False) -> str:
-    """Per-seed differences a - b of a final-run figure (the validation loss, or MMLU accuracy with
-    higher_is_better) with 95% intervals; a verdict only where the interval excludes zero. The last column, the
-    interval's farthest end from zero, is what "no measurable difference" means in numbers: a difference larger than
-    it is ruled out (at 95%), a smaller one is not."""
+def comparisons(runs: list[dict[str, Any]], key: str = "val_loss") -> list[tuple]:
+    """Per pair in PAIRS with a seed in common: (a, b, seeds, mean difference a - b, low, high), the 95% interval of
+    the per-seed differences; low and high None for one seed, or (a count such as MMLU's, up to float rounding) the
+    same difference on every seed, whose zero spread is no interval."""
     finals = {(r["arm"], r["seed"]): r[key] for r in runs if r["phase"] == "final" and r.get(key) is not None}
+    out = []
+    for a, b in PAIRS:
+        seeds = sorted(s for (arm, s) in finals if arm == a and (b, s) in finals)
+        if seeds:
+            mean, _, half = interval([finals[(a, s)] - finals[(b, s)] for s in seeds])
+            low, high = (mean - half, mean + half) if half > 1e-9 else (None, None)  # nan > x is False
+            out.append((a, b, len(seeds), mean, low, high))
+    return out
+
+
+def paired(runs: list[dict[str, Any]], key: str = "val_loss", higher_is_better: bool = False) -> str:
+    """The comparisons as a table (the validation loss, or MMLU accuracy with higher_is_better); a verdict only where
+    the interval excludes zero. The last column, the interval's farthest end from zero, is what "no measurable
+    difference" means in numbers: a difference larger than it is ruled out (at 95%), a smaller one is not."""
     lines = [
         "| comparison (a - b) | seeds | mean difference | 95% interval | verdict | \\|a - b\\| at most |",
         "|---|---:|---:|---|---|---:|",
     ]
-    for a, b in PAIRS:
-        seeds = sorted(s for (arm, s) in finals if arm == a and (b, s) in finals)
-        if not seeds:
+    for a, b, seeds, mean, low, high in comparisons(runs, key):
+        if low is None:
+            why = "one seed" if seeds == 1 else "the same difference on every seed"
+            lines.append(f"| {a} - {b} | {seeds} | {mean:+.4f} | – | {why}: no interval | – |")
             continue
-        diffs = [finals[(a, s)] - finals[(b, s)] for s in seeds]
-        mean, _, half = interval(diffs)
-        if not half > 1e-9:  # one seed (nan), or the same difference on every seed (MMLU's counts; float rounding)
-            why = "one seed" if len(seeds) == 1 else "the same difference on every seed"
-            lines.append(f"| {a} - {b} | {len(seeds)} | {mean:+.4f} | – | {why}: no interval | – |")
-            continue
-        low, high = mean - half, mean + half
         a_better, b_better = (low > 0, high < 0) if higher_is_better else (high < 0, low > 0)
         verdict = "a better" if a_better else "b better" if b_better else "no measurable difference"
         cells = f"{mean:+.4f} | [{low:+.4f}, {high:+.4f}] | {verdict} | {max(abs(low), abs(high)):.4f}"
-        lines.append(f"| {a} - {b} | {len(seeds)} | {cells} |")
+        lines.append(f"| {a} - {b} | {seeds} | {cells} |")
     return "\n".join(lines)
+
+
+def paired_plot(runs: list[dict[str, Any]], out_png: Path) -> Path:
+    """The comparisons as a forest plot, one panel per figure (validation loss, MMLU): each difference a - b with its
+    95% interval, zero marked; where there is no interval, the mean difference alone, hollow."""
+    fig = Figure(figsize=(12, 4.8), dpi=120)
+    panels = fig.subplots(1, 2, sharey=True)
+    names = [f"{a} − {b}" for a, b in PAIRS]
+    figures = [("val_loss", "final validation loss", "negative: a lower")]
+    figures.append(("mmlu", "MMLU accuracy", "positive: a higher"))
+    for ax, (key, what, sign) in zip(panels, figures):
+        rows = {f"{a} − {b}": (mean, low, high, seeds) for a, b, seeds, mean, low, high in comparisons(runs, key)}
+        ax.axvline(0, color="black", linewidth=0.8, label="no difference")  # also a legend for an empty panel
+        for label, hollow in (("mean, 95% interval over seeds", False), ("no interval (one seed, or no spread)", True)):
+            shown = [(names.index(n), r) for n, r in rows.items() if (r[1] is None) == hollow]
+            if not shown:
+                continue
+            y = [len(names) - 1 - i for i, _ in shown]
+            x = [r[0] for _, r in shown]
+            errors = None if hollow else [[r[0] - r[1] for _, r in shown], [r[2] - r[0] for _, r in shown]]
+            ax.errorbar(x, y, xerr=errors, fmt="o", capsize=4, fillstyle="none" if hollow else "full", label=label)
+        ax.set_yticks(range(len(names)), names[::-1])
+        label_panel(ax, f"difference in {what}, a − b ({sign})", "", f"Paired differences: {what}", 8)
+    panels[0].set_ylabel("comparison")
+    fig.tight_layout()
+    atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
+    return out_png
 
 
 def letters(runs: list[dict[str, Any]]) -> str:
@@ -359,6 +394,7 @@ def report(out: Path, runs: list[dict[str, Any]] | None = None) -> str:
     atomic_text(out / "report.md", text)
     if any(r["phase"] == "final" for r in runs):
         plot(runs, out / "val_loss.png")
+        paired_plot(runs, out / "paired.png")
     if any(r["phase"] == "sweep" for r in runs):
         sweep_plot(runs, out / "sweep.png")
     print(text)
