@@ -24,7 +24,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from scipy import stats
 
-from quantum_ft.utils.io import atomic_text, atomic_write
+from quantum_ft.utils.io import atomic_text
 from quantum_ft.utils.plots import finish, label_panel, read_metric_series
 
 PAIRS = [
@@ -235,26 +235,24 @@ def paired_plot(runs: list[dict[str, Any]], out_png: Path) -> Path:
     95% interval, zero marked; where there is no interval, the mean difference alone, hollow."""
     fig = Figure(figsize=(12, 4.8), dpi=120)
     panels = fig.subplots(1, 2, sharey=True)
-    names = [f"{a} − {b}" for a, b in PAIRS]
-    figures = [("val_loss", "final validation loss", "negative: a lower")]
-    figures.append(("mmlu", "MMLU accuracy", "positive: a higher"))
-    for ax, (key, what, sign) in zip(panels, figures):
-        rows = {f"{a} − {b}": (mean, low, high, seeds) for a, b, seeds, mean, low, high in comparisons(runs, key)}
+    row = {pair: len(PAIRS) - 1 - i for i, pair in enumerate(PAIRS)}  # the first pair on top
+    for ax, key in zip(panels, ("val_loss", "mmlu")):
         ax.axvline(0, color="black", linewidth=0.8, label="no difference")  # also a legend for an empty panel
-        for label, hollow in (("mean, 95% interval over seeds", False), ("no interval (one seed, or no spread)", True)):
-            shown = [(names.index(n), r) for n, r in rows.items() if (r[1] is None) == hollow]
+        for hollow, label in ((False, "mean, 95% interval over seeds"), (True, "no interval (one seed, or no spread)")):
+            shown = [(row[a, b], m, lo, hi) for a, b, _, m, lo, hi in comparisons(runs, key) if (lo is None) == hollow]
             if not shown:
                 continue
-            y = [len(names) - 1 - i for i, _ in shown]
-            x = [r[0] for _, r in shown]
-            errors = None if hollow else [[r[0] - r[1] for _, r in shown], [r[2] - r[0] for _, r in shown]]
-            ax.errorbar(x, y, xerr=errors, fmt="o", capsize=4, fillstyle="none" if hollow else "full", label=label)
-        ax.set_yticks(range(len(names)), names[::-1])
-        label_panel(ax, f"difference in {what}, a − b ({sign})", "", f"Paired differences: {what}", 8)
-    panels[0].set_ylabel("comparison")
-    fig.tight_layout()
-    atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
-    return out_png
+            y, means, lows, highs = zip(*shown)
+            errors = (
+                None if hollow else [[m - lo for m, lo in zip(means, lows)], [hi - m for m, hi in zip(means, highs)]]
+            )
+            style = {"fmt": "o", "capsize": 4, "fillstyle": "none" if hollow else "full", "label": label}
+            ax.errorbar(means, y, xerr=errors, **style)
+        ax.set_yticks(sorted(row.values()), [f"{a} − {b}" for a, b in PAIRS][::-1])
+        ax.set_ylim(-2, len(PAIRS) - 0.5)  # room below the last pair for the legend
+    label_panel(panels[0], "a − b (negative: a lower)", "comparison", "Paired differences: final validation loss", 8)
+    title = "Paired differences: MMLU accuracy"
+    return finish(fig, panels[1], "a − b (positive: a higher)", "", title, out_png, legend_size=8)
 
 
 def letters(runs: list[dict[str, Any]]) -> str:
