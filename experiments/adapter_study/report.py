@@ -24,6 +24,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from scipy import stats
 
+from quantum_ft.evaluation.harness import commonest_letter
 from quantum_ft.utils.io import atomic_text
 from quantum_ft.utils.plots import finish, label_panel, read_metric_series
 
@@ -275,10 +276,9 @@ def letters(runs: list[dict[str, Any]]) -> str:
         lines.append(f"| {arm} | {runs_with[arm]} | {shares} |")
     key = next((r["mmlu_key"] for r in runs if r.get("mmlu_key")), None)
     if key:
-        total = sum(key.values())
-        commonest = max(key, key=key.__getitem__)
+        total, (commonest, accuracy) = sum(key.values()), commonest_letter(key)
         spelled = ", ".join(f"{x} {key[x] / total:.0%}" for x in "ABCD")
-        always = f"answering {commonest} every time scores {key[commonest] / total:.3f}"
+        always = f"answering {commonest} every time scores {accuracy:.3f}"
         lines += ["", f"Correct answers: {spelled}; {always}."]
     return "\n".join(lines)
 

@@ -263,10 +263,16 @@ def answer_key(subjects: list[Subject]) -> dict:
     of a letter preference with no knowledge behind it, next to which a small model's accuracy must be read (a
     135M model answers almost only one or two letters)."""
     key = {letter: sum(q.answer == letter for s in subjects for q in s.eval) for letter in LETTERS}
-    total = sum(key.values())
-    commonest = max(LETTERS, key=key.__getitem__)  # the first in order on a tie
-    accuracy = key[commonest] / total if total else float("nan")
+    commonest, accuracy = commonest_letter(key)
     return {"answer_letters": key, "commonest_letter": commonest, "commonest_letter_accuracy": accuracy}
+
+
+def commonest_letter(key: dict[str, int]) -> tuple[str, float]:
+    """The commonest correct letter of an answer key {letter: count} (the first in order on a tie), and the accuracy
+    of always answering it."""
+    total = sum(key.values())
+    commonest = max(key, key=key.__getitem__)
+    return commonest, key[commonest] / total if total else float("nan")
 
 
 def summarize(results: list[SubjectResult], subjects: list[Subject] | None = None) -> dict:

@@ -56,9 +56,13 @@ def quiet_known_noise() -> None:
 
 @contextmanager
 def quiet_resume_noise(resuming: bool) -> Iterator[None]:
-    """RESUME_WARNINGS silenced inside the block when it resumes a run; filters restored after it."""
+    """RESUME_WARNINGS silenced inside the block when it resumes a run (filters restored after it); nothing touched
+    otherwise."""
+    if not resuming:
+        yield
+        return
     with warnings.catch_warnings():
-        for message in RESUME_WARNINGS if resuming else ():
+        for message in RESUME_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
         yield
 
