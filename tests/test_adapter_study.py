@@ -151,6 +151,25 @@ def test_the_letters_table_shows_what_the_mmlu_accuracy_is_made_of() -> None:
     assert "Correct answers: A 24%, B 28%, C 34%, D 14%; answering C every time scores 0.335." in text
 
 
+def test_the_per_seed_table_takes_each_seeds_base_out() -> None:
+    """Bases 1.7 and 1.6 (the split follows the seed), lora 1.5 and 1.42: gains 0.2 and 0.18, mean 0.19, std
+    0.0141; vqc has seed 0 only (its gain alone, no std); a final run without a loss (failed) is left out."""
+
+    def run(arm: str, seed: int, loss: float | None, phase: str = "final") -> dict:
+        return {"phase": phase, "arm": arm, "seed": seed, "val_loss": loss, "val_loss_before": loss}
+
+    runs = [run("base", 0, 1.7, "base"), run("base", 1, 1.6, "base"), run("lora", 0, 1.5), run("lora", 1, 1.42)]
+    runs += [run("vqc", 0, 1.55), run("vqc", 1, None)]
+    lines = study_report.per_seed(runs).splitlines()
+    assert lines[0] == "| seed | lora | vqc | base (untrained) |"
+    assert lines[2:] == [
+        "| 0 | 1.5000 | 1.5500 | 1.7000 |",
+        "| 1 | 1.4200 | – | 1.6000 |",
+        "| below the base, mean ± std | 0.1900 ± 0.0141 | 0.1500 | – |",
+    ]
+    assert study_report.per_seed([run("base", 0, 1.7, "base")]) == "(no final run yet)"
+
+
 def test_step_time_ratios_pair_runs_of_one_seed_on_one_machine() -> None:
     """vqc's step time over LoRA's: seed 0 (host A) 3.0 / 2.0, seed 1 (host B) 4.0 / 4.0; seed 2's vqc ran on
     another machine than its LoRA run and seed 3's has no LoRA run, so neither counts: (1.5 + 1.0) / 2."""

@@ -4,11 +4,11 @@
 
 Writes beside the runs: runs.jsonl (one line per finished run: arm, seed, rate, parameters, final and per-validation
 losses, MMLU and the letters answered, tokens/s, peak memory; the driver adds each run as it finishes, and it is
-committed), report.md (the table, the paired comparisons and the letters behind the MMLU accuracy), val_loss.png
-(mean validation loss per arm with a band of one standard deviation over seeds, and a zoom on the second half of
-training), paired.png (the paired differences and their intervals) and sweep.png (each arm's loss against the
-rate). Intervals are 95% Student-t intervals over seeds; paired comparisons take the difference per seed first (the
-same data split and order), then its interval.
+committed), report.md (the table, the final losses per seed with their gain over the base, the paired comparisons
+and the letters behind the MMLU accuracy), val_loss.png (mean validation loss per arm with a band of one standard
+deviation over seeds, and a zoom on the second half of training), paired.png (the paired differences and their
+intervals) and sweep.png (each arm's loss against the rate). Intervals are 95% Student-t intervals over seeds;
+paired comparisons take the difference per seed first (the same data split and order), then its interval.
 """
 
 from __future__ import annotations
@@ -138,11 +138,14 @@ def interval(values: list[float]) -> tuple[float, float, float]:
     return mean, std, stats.t.ppf(0.975, len(values) - 1) * std / math.sqrt(len(values))
 
 
-def fmt(values: list[float], digits: int = 4) -> str:
+def fmt(values: list[float], digits: int = 4, half_width: bool = True) -> str:
+    """mean ± std (95% half-width) of values; the mean alone for one value, a dash for none."""
     if not values:
         return "–"
     mean, std, half = interval(values)
-    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f} (±{half:.{digits}f})"
+    if math.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" + (f" (±{half:.{digits}f})" if half_width else "")
 
 
 def mean_or_dash(values: list[float], spec: str) -> str:
@@ -177,6 +180,26 @@ def table(runs: list[dict[str, Any]]) -> str:
             format(max(rss), ".2f") if rss else "–",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_seed(runs: list[dict[str, Any]]) -> str:
+    """The final validation loss of every arm on every seed, and each arm's gain over the untrained base of the same
+    seed (mean ± std over seeds). The validation split follows the seed, so the base's loss moves with it (by
+    hundredths); the gain takes that out, and its spread is what training itself varies by."""
+    finals = {(r["arm"], r["seed"]): r["val_loss"] for r in runs if r["phase"] == "final" and r["val_loss"] is not None}
+    base = {r["seed"]: r["val_loss_before"] for r in runs if r["phase"] == "base" and r["val_loss_before"] is not None}
+    arms = list(dict.fromkeys(arm for arm, _ in sorted(finals)))
+    if not arms:
+        return "(no final run yet)"
+    seeds = sorted({s for _, s in finals} | set(base))
+    lines = ["| seed | " + " | ".join(arms) + " | base (untrained) |", "|---" + "|---:" * (len(arms) + 1) + "|"]
+    for s in seeds:
+        cells = [format(finals[a, s], ".4f") if (a, s) in finals else "–" for a in arms]
+        lines.append(f"| {s} | " + " | ".join(cells) + f" | {format(base[s], '.4f') if s in base else '–'} |")
+    gains = [[base[s] - finals[a, s] for s in seeds if (a, s) in finals and s in base] for a in arms]
+    cells = [fmt(g, half_width=False) for g in gains]
+    lines.append("| below the base, mean ± std | " + " | ".join(cells) + " | – |")
     return "\n".join(lines)
 
 
@@ -381,6 +404,7 @@ def report(out: Path, runs: list[dict[str, Any]] | None = None) -> str:
     )
     text = (
         f"## Final runs (seeds at each arm's chosen rate)\n\n{table(runs)}\n\n{steps}\n\n"
+        f"## Final validation loss per seed\n\n{per_seed(runs)}\n\n"
         f"## Paired comparisons of the final validation loss (negative: a lower)\n\n{paired(runs)}\n\n"
         "|a - b| at most: the 95% interval's end farthest from zero; a larger difference is ruled out, a smaller one "
         'is not (what "no measurable difference" means in numbers).\n\n'
