@@ -226,6 +226,14 @@ def test_the_loss_plot_averages_seeds_and_zooms_in_without_the_reference_arms(tm
     zoom = study_report.final_stretch(arm_curves)
     assert sorted(zoom) == ["lora", "vqc"]  # the reference-init arm starts far above: left out of the zoom
     assert zoom["vqc"] == ([200, 300], pytest.approx([1.60, 1.59]), pytest.approx([0.02 / math.sqrt(2)] * 2))
+    # below the same seed's base: seed 1's split puts its base at 1.68, 0.02 under seed 0's, and so are its vqc
+    # losses from step 100 on: below their bases the two seeds agree there (no spread) and differ at the start;
+    # seed 2 has no base and is left out
+    runs.append({"phase": "base", "arm": "base", "seed": 1, "val_loss_before": 1.68, "val_curve": []})
+    runs.append(run("vqc", 2, [1.0, 1.0, 1.0, 1.0]))
+    steps, mean, std = study_report.curves(runs, below_base=True)["vqc"]
+    assert mean == pytest.approx([0.01, -0.06, -0.09, -0.10])
+    assert std == pytest.approx([0.02 / math.sqrt(2), 0.0, 0.0, 0.0], abs=1e-12)
     assert study_report.plot(runs, tmp_path / "val_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -6,9 +6,10 @@ Writes beside the runs: runs.jsonl (one line per finished run: arm, seed, rate, 
 losses, MMLU and the letters answered, tokens/s, peak memory; the driver adds each run as it finishes, and it is
 committed), report.md (the table, the final losses per seed with their gain over the base, the paired comparisons
 and the letters behind the MMLU accuracy), val_loss.png (mean validation loss per arm with a band of one standard
-deviation over seeds, and a zoom on the second half of training), paired.png (the paired differences and their
-intervals) and sweep.png (each arm's loss against the rate). Intervals are 95% Student-t intervals over seeds;
-paired comparisons take the difference per seed first (the same data split and order), then its interval.
+deviation over seeds, and a zoom on the second half of training with each seed's base taken out), paired.png (the
+paired differences and their intervals) and sweep.png (each arm's loss against the rate). Intervals are 95%
+Student-t intervals over seeds; paired comparisons take the difference per seed first (the same data split and
+order), then its interval.
 """
 
 from __future__ import annotations
@@ -324,14 +325,19 @@ def steps_done(curve: list[list[float]]) -> list[tuple[int, float]]:
     return [p for i, p in enumerate(out) if not (i + 1 < len(out) and out[i + 1] == p)]
 
 
-def curves(runs: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float], list[float]]]:
+def curves(
+    runs: list[dict[str, Any]], below_base: bool = False
+) -> dict[str, tuple[list[int], list[float], list[float]]]:
     """Per arm of the final runs: the validation steps (steps_done), the mean loss over seeds and its standard
-    deviation (0 for one seed)."""
+    deviation (0 for one seed). With below_base, each run's loss minus the untrained base's on the same seed (runs
+    of a seed without a base are left out): the seeds' validation splits differ, and this takes that spread out of
+    the band."""
+    base = {r["seed"]: r["val_loss_before"] for r in runs if r["phase"] == "base" and r["val_loss_before"] is not None}
     points: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
-        if r["phase"] == "final":
+        if r["phase"] == "final" and (not below_base or r["seed"] in base):
             for step, loss in steps_done(r["val_curve"]):
-                points[r["arm"]][step].append(loss)
+                points[r["arm"]][step].append(loss - base[r["seed"]] if below_base else loss)
     out = {}
     for arm, by_step in sorted(points.items()):
         steps = sorted(by_step)
@@ -357,12 +363,13 @@ def final_stretch(arm_curves: dict[str, tuple[list[int], list[float], list[float
 
 def plot(runs: list[dict[str, Any]], out_png: Path) -> Path:
     """Two panels of mean validation loss with a band of one standard deviation: every arm over every step with
-    the untrained base, and final_stretch's zoom, where the arms' differences are visible."""
+    the untrained base, and final_stretch's zoom of the loss below the same seed's base, where the arms'
+    differences are visible (the seeds' validation splits, which move every arm's loss alike, taken out)."""
     arm_curves = curves(runs)
     colours = {arm: f"C{i}" for i, arm in enumerate(arm_curves)}  # one colour per arm in both panels
     fig = Figure(figsize=(12, 4.8), dpi=120)
     whole, zoom = fig.subplots(1, 2)
-    for ax, shown in ((whole, arm_curves), (zoom, final_stretch(arm_curves))):
+    for ax, shown in ((whole, arm_curves), (zoom, final_stretch(curves(runs, below_base=True)))):
         for arm, (steps, mean, std) in shown.items():
             ax.plot(steps, mean, marker="o", markersize=3, label=arm, color=colours[arm])
             low, high = [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)]
@@ -371,8 +378,9 @@ def plot(runs: list[dict[str, Any]], out_png: Path) -> Path:
     if bases:
         whole.axhline(statistics.fmean(bases), color="black", linestyle="--", label="untrained base")
     label_panel(whole, "optimiser step", "validation loss", "Validation loss per arm (mean ± 1 std over seeds)", 8)
-    title = "Second half of training, reference-init arms left out"
-    return finish(fig, zoom, "optimiser step", "validation loss", title, out_png, legend_size=8)
+    title = "Second half, minus the same seed's base (reference inits left out)"
+    ylabel = "validation loss − untrained base's"
+    return finish(fig, zoom, "optimiser step", ylabel, title, out_png, legend_size=8)
 
 
 def sweep_plot(runs: list[dict[str, Any]], out_png: Path) -> dict[str, float]:
