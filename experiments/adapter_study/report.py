@@ -184,12 +184,21 @@ def table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def final_values(runs: list[dict[str, Any]], key: str = "val_loss") -> dict[tuple[str, int], float]:
+    """{(arm, seed): the final run's figure} for the final runs that have it."""
+    return {(r["arm"], r["seed"]): r[key] for r in runs if r["phase"] == "final" and r.get(key) is not None}
+
+
+def base_losses(runs: list[dict[str, Any]]) -> dict[int, float]:
+    """{seed: the untrained base's validation loss on that seed's split}."""
+    return {r["seed"]: r["val_loss_before"] for r in runs if r["phase"] == "base" and r["val_loss_before"] is not None}
+
+
 def per_seed(runs: list[dict[str, Any]]) -> str:
     """The final validation loss of every arm on every seed, and each arm's gain over the untrained base of the same
     seed (mean ± std over seeds). The validation split follows the seed, so the base's loss moves with it (by
     hundredths); the gain takes that out, and its spread is what training itself varies by."""
-    finals = {(r["arm"], r["seed"]): r["val_loss"] for r in runs if r["phase"] == "final" and r["val_loss"] is not None}
-    base = {r["seed"]: r["val_loss_before"] for r in runs if r["phase"] == "base" and r["val_loss_before"] is not None}
+    finals, base = final_values(runs), base_losses(runs)
     arms = list(dict.fromkeys(arm for arm, _ in sorted(finals)))
     if not arms:
         return "(no final run yet)"
@@ -224,7 +233,7 @@ def comparisons(runs: list[dict[str, Any]], key: str = "val_loss") -> list[tuple
     """Per pair in PAIRS with a seed in common: (a, b, seeds, mean difference a - b, low, high), the 95% interval of
     the per-seed differences; low and high None for one seed, or (a count such as MMLU's, up to float rounding) the
     same difference on every seed, whose zero spread is no interval."""
-    finals = {(r["arm"], r["seed"]): r[key] for r in runs if r["phase"] == "final" and r.get(key) is not None}
+    finals = final_values(runs, key)
     out = []
     for a, b in PAIRS:
         seeds = sorted(s for (arm, s) in finals if arm == a and (b, s) in finals)
@@ -332,7 +341,7 @@ def curves(
     deviation (0 for one seed). With below_base, each run's loss minus the untrained base's on the same seed (runs
     of a seed without a base are left out): the seeds' validation splits differ, and this takes that spread out of
     the band."""
-    base = {r["seed"]: r["val_loss_before"] for r in runs if r["phase"] == "base" and r["val_loss_before"] is not None}
+    base = base_losses(runs)
     points: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         if r["phase"] == "final" and (not below_base or r["seed"] in base):
@@ -374,9 +383,8 @@ def plot(runs: list[dict[str, Any]], out_png: Path) -> Path:
             ax.plot(steps, mean, marker="o", markersize=3, label=arm, color=colours[arm])
             low, high = [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)]
             ax.fill_between(steps, low, high, alpha=0.15, color=colours[arm])
-    bases = [r["val_loss_before"] for r in runs if r["phase"] == "base" and r["val_loss_before"] is not None]
-    if bases:
-        whole.axhline(statistics.fmean(bases), color="black", linestyle="--", label="untrained base")
+    if bases := base_losses(runs):
+        whole.axhline(statistics.fmean(bases.values()), color="black", linestyle="--", label="untrained base")
     label_panel(whole, "optimiser step", "validation loss", "Validation loss per arm (mean ± 1 std over seeds)", 8)
     title = "Second half, minus the same seed's base (reference inits left out)"
     ylabel = "validation loss − untrained base's"
